@@ -1,0 +1,227 @@
+"""The scheduled DropClass loss over any base loss that honours ignored pixels.
+
+``loss = (1 - p) * base(logits, y) + p * base(dropped_logits, y with pixels of z ignored)
++ alpha * mean(softmax(dropped_logits)[z])``, the last term only when a class ``z`` was dropped.
+"""
+
+from typing import Callable, Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from torch import nn
+
+from medseg_dropclass.dropclass import DropClassOutput
+
+__all__ = ["DropClassLoss", "DiceCELoss", "ChannelTargetLoss", "prepare_target"]
+
+BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """Drop tensor subclasses (MONAI's MetaTensor): the loss needs no metadata, only speed."""
+    return tensor if type(tensor) is torch.Tensor else tensor.as_subclass(torch.Tensor)
+
+
+def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int, check_values: bool = True) -> torch.Tensor:
+    """Turn a label map into ``(B, *spatial)`` class indices and check it against the logits.
+
+    Args:
+        target: ``(B, *spatial)`` or MONAI's ``(B, 1, *spatial)``; integer or integral float values.
+        logits: ``(B, K, *spatial)``.
+        ignore_index: the one value allowed outside ``0..K-1``.
+        check_values: check that every value is a class or ``ignore_index``.
+
+    Raises:
+        ValueError: shapes that do not match, non-integer values, or a value outside the classes.
+    """
+    target = _plain(target)
+    spatial = logits.shape[2:]
+    if target.ndim == logits.ndim and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.shape[0] != logits.shape[0] or target.shape[1:] != spatial:
+        raise ValueError(
+            f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}; "
+            f"expected (B, *spatial) = {(logits.shape[0], *spatial)} or (B, 1, *spatial)"
+        )
+    if target.is_floating_point():
+        as_long = target.long()
+        if check_values and not torch.equal(as_long.to(target.dtype), target):
+            raise ValueError("target holds non-integer label values; labels must be class indices")
+        target = as_long
+    elif target.dtype != torch.long:
+        target = target.long()
+    if check_values:
+        num_classes = logits.shape[1]
+        low, high = torch.aminmax(target)
+        if low.item() < 0 or high.item() >= num_classes:
+            outside = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
+            if outside.numel() > 0:
+                raise ValueError(
+                    f"target value {int(outside[0])} is outside the classes 0..{num_classes - 1} "
+                    f"(num_classes={num_classes}) and is not ignore_index={ignore_index}"
+                )
+    return target
+
+
+def _any_labelled(target: torch.Tensor, ignore_index: int) -> bool:
+    return bool((target != ignore_index).any())
+
+
+class DropClassLoss(nn.Module):
+    """Scheduled DropClass loss.
+
+    Args:
+        base_loss: ``base(logits (B, K, *spatial), target (B, *spatial) long) -> scalar`` that
+            ignores pixels equal to ``ignore_index``. Default: cross-entropy. A
+            ``torch.nn.CrossEntropyLoss`` (class weights allowed) shares one log-softmax between the
+            dropped term and the suppression term.
+        alpha: weight of the suppression term ``mean softmax(dropped)[z]`` (10 in the authors' code).
+        ignore_index: label value that no term learns from (255 for Cityscapes / VOC).
+        check_targets: raise on label values outside the classes (a cheap min/max per step).
+
+    Forward:
+        ``output``: a :class:`DropClassOutput` (train mode) or plain logits (a baseline network,
+        or eval mode), which give the plain base loss. ``target``: ``(B, *spatial)`` or
+        ``(B, 1, *spatial)``. ``progress``: ``p``; defaults to the attribute ``self.progress``,
+        which a training loop or handler may set each iteration.
+
+    Returns:
+        The total as one scalar tensor. The terms (detached) are kept in ``self.last_terms`` for
+        logging: ``total``, ``main``, ``dropped``, ``suppression``, ``progress``, ``drop_class``.
+        A branch whose pixels are all ignored contributes zero instead of NaN.
+    """
+
+    def __init__(
+        self,
+        base_loss: Optional[BaseLoss] = None,
+        alpha: float = 10.0,
+        ignore_index: int = 255,
+        check_targets: bool = True,
+    ) -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"alpha={alpha} must be >= 0")
+        if base_loss is None:
+            base_loss = nn.CrossEntropyLoss(ignore_index=ignore_index)
+        if isinstance(base_loss, nn.CrossEntropyLoss):
+            if base_loss.ignore_index != ignore_index:
+                raise ValueError(
+                    f"base CrossEntropyLoss has ignore_index={base_loss.ignore_index}, DropClassLoss has {ignore_index}"
+                )
+            if base_loss.reduction != "mean" or base_loss.label_smoothing != 0.0:
+                raise ValueError("a CrossEntropyLoss base must use reduction='mean' and no label smoothing")
+        self.base_loss = base_loss
+        self.alpha = float(alpha)
+        self.ignore_index = int(ignore_index)
+        self.check_targets = check_targets
+        self.progress = 0.0
+        self.last_terms: Dict[str, Union[torch.Tensor, float, Optional[int]]] = {}
+
+    def forward(
+        self, output: Union[DropClassOutput, torch.Tensor], target: torch.Tensor, progress: Optional[float] = None
+    ) -> torch.Tensor:
+        if isinstance(output, torch.Tensor):
+            logits = _plain(output)
+            target = prepare_target(target, logits, self.ignore_index, self.check_targets)
+            total = self.base_term(logits, target)
+            self.last_terms = {"total": total.detach(), "main": total.detach(), "progress": 0.0, "drop_class": None}
+            return total
+
+        logits, dropped_logits, drop_class = _plain(output[0]), _plain(output[1]), output[2]
+        progress = self.progress if progress is None else float(progress)
+        if not 0.0 <= progress <= 1.0:
+            raise ValueError(f"progress={progress} is outside the allowed range 0..1")
+        target = prepare_target(target, logits, self.ignore_index, self.check_targets)
+        if drop_class is not None and not 0 <= drop_class < logits.shape[1]:
+            raise ValueError(f"drop_class={drop_class} is outside 0..{logits.shape[1] - 1}")
+
+        main = self.base_term(logits, target)
+        dropped_target = target if drop_class is None else target.masked_fill(target == drop_class, self.ignore_index)
+        log_probs: Optional[torch.Tensor] = None
+        if isinstance(self.base_loss, nn.CrossEntropyLoss):
+            log_probs = F.log_softmax(dropped_logits, dim=1)
+            dropped = self.guarded(
+                log_probs,
+                dropped_target,
+                lambda lp, t: F.nll_loss(lp, t, weight=self.base_loss.weight, ignore_index=self.ignore_index),
+            )
+        else:
+            dropped = self.base_term(dropped_logits, dropped_target)
+        total = (1.0 - progress) * main + progress * dropped
+
+        suppression = torch.zeros((), device=logits.device)
+        if drop_class is not None:
+            if log_probs is None:
+                log_probs = F.log_softmax(dropped_logits, dim=1)
+            suppression = log_probs[:, drop_class].exp().mean()
+            total = total + self.alpha * suppression
+
+        self.last_terms = {
+            "total": total.detach(),
+            "main": main.detach(),
+            "dropped": dropped.detach(),
+            "suppression": suppression.detach(),
+            "progress": progress,
+            "drop_class": drop_class,
+        }
+        return total
+
+    def base_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The base loss, or a graph-connected zero when every pixel is ignored."""
+        return self.guarded(logits, target, self.base_loss)
+
+    def guarded(self, prediction: torch.Tensor, target: torch.Tensor, loss: BaseLoss) -> torch.Tensor:
+        if not _any_labelled(target, self.ignore_index):
+            return prediction.sum() * 0.0
+        return loss(prediction, target)
+
+
+class ChannelTargetLoss(nn.Module):
+    """Adapt a MONAI loss that takes ``(B, 1, *spatial)`` labels to the ``(B, *spatial)`` base-loss form.
+
+    Example: ``ChannelTargetLoss(monai.losses.DiceLoss(to_onehot_y=True, softmax=True, ignore_index=255))``.
+    The wrapped loss must honour ``ignore_index`` itself.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, target.unsqueeze(1))
+
+
+class DiceCELoss(nn.Module):
+    """Dice + cross-entropy that ignores ``ignore_index`` pixels in both terms.
+
+    MONAI 1.6.1's ``DiceCELoss`` crashes on a 255 label, so this composes MONAI's ``DiceLoss``
+    (which masks ignored voxels) with ``torch.nn.CrossEntropyLoss(ignore_index=...)``.
+
+    Args:
+        ignore_index: label value excluded from both terms.
+        lambda_dice, lambda_ce: weights of the two terms.
+        include_background: whether class 0 counts in the Dice term.
+        ce_weight: optional per-class weights of the cross-entropy term, ``(K,)``.
+    """
+
+    def __init__(
+        self,
+        ignore_index: int = 255,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        include_background: bool = True,
+        ce_weight: Optional[torch.Tensor] = None,
+    ) -> None:
+        super().__init__()
+        self.dice = DiceLoss(
+            to_onehot_y=True, softmax=True, include_background=include_background, ignore_index=ignore_index
+        )
+        self.cross_entropy = nn.CrossEntropyLoss(weight=ce_weight, ignore_index=ignore_index)
+        self.lambda_dice = lambda_dice
+        self.lambda_ce = lambda_ce
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.lambda_dice * self.dice(logits, target.unsqueeze(1)) + self.lambda_ce * self.cross_entropy(
+            logits, target
+        )

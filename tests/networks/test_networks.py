@@ -1,0 +1,84 @@
+"""Every registered network, both arms, 2D and 3D, odd sizes."""
+
+import pytest
+import torch
+
+from medseg_dropclass import DropClassOutput, build_network
+from medseg_dropclass.networks import NETWORKS, SegmentationNet
+
+TINY = {
+    "unet": {"feature_channels": 8, "channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 1},
+    "segresnet": {"feature_channels": 8, "blocks_down": (1, 1, 1), "blocks_up": (1, 1)},
+}
+SIZES = {2: (19, 24), 3: (9, 12, 11)}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("dropclass", [True, False])
+def test_output_shapes_odd_sizes(name, spatial_dims, dropclass):
+    net = build_network(name, spatial_dims, in_channels=2, num_classes=5, dropclass=dropclass, **TINY[name])
+    x = torch.randn(2, 2, *SIZES[spatial_dims])
+    expected = (2, 5) + SIZES[spatial_dims]
+    net.train()
+    out = net(x, drop_class=1) if dropclass else net(x)
+    if dropclass:
+        assert isinstance(out, DropClassOutput)
+        assert out.logits.shape == expected and out.dropped_logits.shape == expected and out.drop_class == 1
+    else:
+        assert isinstance(out, torch.Tensor) and out.shape == expected
+    net.eval()
+    with torch.no_grad():
+        assert net(x).shape == expected
+
+
+def test_all_registered_networks_are_covered():
+    assert set(TINY) <= set(NETWORKS)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_eval_path_is_torchscriptable(name, spatial_dims):
+    net = build_network(name, spatial_dims, 1, 3, **TINY[name]).eval()
+    scripted = torch.jit.script(net)
+    x = torch.randn(1, 1, *SIZES[spatial_dims])
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_baseline_arm_shares_the_feature_network_and_has_a_classifier():
+    torch.manual_seed(0)
+    dropclass = build_network("unet", 2, 1, 4, dropclass=True, **TINY["unet"])
+    torch.manual_seed(0)
+    baseline = build_network("unet", 2, 1, 4, dropclass=False, **TINY["unet"])
+    assert dropclass.features.state_dict().keys() == baseline.features.state_dict().keys()
+    for (k, a), (_, b) in zip(dropclass.features.state_dict().items(), baseline.features.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert baseline.head.classifier.weight.shape == dropclass.head.classifier.weight.shape == (4, 8, 1, 1)
+
+
+def test_padding_does_not_change_divisible_inputs():
+    net = build_network("unet", 2, 1, 3, **TINY["unet"]).eval()
+    x = torch.randn(1, 1, 16, 20)
+    with torch.no_grad():
+        direct = net.head(net.features(x))
+        torch.testing.assert_close(net(x), direct)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"unknown network 'vnet'; registered: .*segresnet.*unet"):
+        build_network("vnet", 2, 1, 3)
+    with pytest.raises(ValueError, match=r"spatial_dims=4 is not supported"):
+        build_network("unet", 4, 1, 3)
+    with pytest.raises(ValueError, match=r"num_classes=1 is too small"):
+        build_network("unet", 2, 1, 1, dropclass=False)
+    net = build_network("unet", 2, 1, 3, **TINY["unet"])
+    with pytest.raises(ValueError, match=r"input of shape \[1, 3, 16, 16\] does not fit the network: expected \(B, 1,"):
+        net(torch.randn(1, 3, 16, 16))
+    baseline = build_network("unet", 2, 1, 3, dropclass=False, **TINY["unet"])
+    with pytest.raises(ValueError, match=r"drop_class=1 given to a network built with dropclass=False"):
+        baseline(torch.randn(1, 1, 16, 16), drop_class=1)
+
+
+def test_segmentation_net_is_the_wiring_class():
+    assert isinstance(build_network("segresnet", 3, 1, 2, **TINY["segresnet"]), SegmentationNet)

@@ -1,0 +1,203 @@
+"""DropClassHead against a plain float64 reference of the paper's formulas, in 1D/2D/3D."""
+
+import pytest
+import torch
+
+from medseg_dropclass import DropClassHead, DropClassOutput, class_importance, kept_class_scale
+from tests.conftest import spatial_shape
+
+NORMS = ["batch", "instance"]  # batch runs the fused train path, instance the unfused one
+
+
+def make_head(spatial_dims, channels=6, classes=4, norm="batch", **kwargs):
+    head = DropClassHead(spatial_dims, channels, classes, norm=norm, **kwargs).double()
+    with torch.no_grad():
+        if head.projection.norm.weight is not None:
+            head.projection.norm.weight.uniform_(0.5, 1.5)
+            head.projection.norm.bias.uniform_(-0.5, 0.5)
+        head.classifier.weight.normal_()
+    return head
+
+
+def features(spatial_dims, batch=3, channels=6):
+    return torch.relu(torch.randn(batch, channels, *spatial_shape(spatial_dims), dtype=torch.float64)) + 0.05
+
+
+def reference(head, x, drop_class, train):
+    """The formulas, written out: S_k = ReLU(w_k); scale = mean_{k != z} S_k; classify(ReLU(norm(conv(x * scale))))."""
+    k, c = head.num_classes, head.in_channels
+    d = x.ndim - 2
+    w = head.classifier.weight.reshape(k, c)
+    bias = head.classifier.bias.view(1, k, *[1] * d)
+    importance = torch.clamp(w, min=0)
+    kept = [i for i in range(k) if i != drop_class]
+    scale = importance[kept].mean(0).view(1, c, *[1] * d)
+
+    def classify(f):
+        return torch.einsum("kc,bc...->bk...", w, f) + bias
+
+    z = torch.einsum("oc,bc...->bo...", head.projection.conv.weight.reshape(c, c), x * scale)
+    norm = head.projection.norm
+    view = (1, c) + (1,) * d
+    if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+        if train:
+            dims = [0] + list(range(2, x.ndim))
+            mean, var = z.mean(dims), z.var(dims, unbiased=False)
+        else:
+            mean, var = norm.running_mean, norm.running_var
+        z = (z - mean.view(view)) / torch.sqrt(var.view(view) + norm.eps)
+    else:  # instance norm, no affine
+        dims = list(range(2, x.ndim))
+        z = (z - z.mean(dims, keepdim=True)) / torch.sqrt(z.var(dims, unbiased=False, keepdim=True) + norm.eps)
+    if norm.weight is not None:
+        z = z * norm.weight.view(view) + norm.bias.view(view)
+    return classify(x), classify(torch.relu(z))
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("drop_class", [None, 0, 2])
+def test_train_forward_matches_reference(spatial_dims, norm, drop_class):
+    head = make_head(spatial_dims, norm=norm).train()
+    x = features(spatial_dims)
+    out = head(x, drop_class=drop_class)
+    assert isinstance(out, DropClassOutput)
+    assert out.drop_class == drop_class
+    logits, dropped = reference(head, x, drop_class, train=True)
+    assert out.logits.shape == (3, 4) + spatial_shape(spatial_dims)
+    torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.dropped_logits, dropped, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("norm", NORMS)
+def test_eval_keeps_every_class_and_matches_reference(spatial_dims, norm):
+    head = make_head(spatial_dims, norm=norm).train()
+    for _ in range(3):  # move the running statistics away from their initial values
+        head(features(spatial_dims), drop_class=1)
+    head.eval()
+    x = features(spatial_dims)
+    out = head(x)
+    assert isinstance(out, torch.Tensor)
+    _, expected = reference(head, x, None, train=False)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # a drop_class passed at inference is ignored: nothing is ever dropped in eval mode
+    torch.testing.assert_close(head(x, drop_class=2), out, atol=0, rtol=0)
+
+
+def test_classifier_inference_path_returns_main_logits():
+    head = make_head(2, inference_path="classifier").eval()
+    x = features(2)
+    main, _ = reference(head, x, None, train=False)
+    torch.testing.assert_close(head(x), main, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_running_statistics_follow_batch_norm(norm):
+    head = make_head(2, norm=norm).train()
+    x = features(2)
+    head(x, drop_class=1)
+    if norm != "batch":
+        return
+    scale = kept_class_scale(class_importance(head.classifier.weight), 1)
+    z = torch.einsum("oc,bchw->bohw", head.projection.conv.weight.reshape(6, 6), x * scale.view(1, 6, 1, 1))
+    reference_bn = torch.nn.BatchNorm2d(6).double()
+    reference_bn(z)
+    torch.testing.assert_close(head.projection.norm.running_mean, reference_bn.running_mean)
+    torch.testing.assert_close(head.projection.norm.running_var, reference_bn.running_var)
+    assert int(head.projection.norm.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_dropped_class_importance_gets_no_gradient_through_dropped_branch(norm):
+    drop_class = 2
+    head = make_head(2, norm=norm).train()
+    out = head(features(2), drop_class=drop_class)
+    others = [k for k in range(4) if k != drop_class]
+    # logits of the other classes depend on w_z only through the kept-class scale
+    out.dropped_logits[:, others].pow(2).sum().backward()
+    grad = head.classifier.weight.grad.reshape(4, 6)
+    assert torch.all(grad[drop_class] == 0)
+    assert torch.all(grad[others].abs().sum(1) > 0)
+
+
+def test_kept_class_scale_gradient_is_zero_for_the_dropped_class():
+    weight = torch.randn(5, 7, 1, 1, dtype=torch.float64, requires_grad=True)
+    kept_class_scale(class_importance(weight), 3).sum().backward()
+    grad = weight.grad.reshape(5, 7)
+    assert torch.all(grad[3] == 0)
+    # d scale / d w_k = 1/(K-1) where w_k > 0 (ReLU), 0 where w_k < 0, for every kept class k
+    kept = torch.tensor([0, 1, 2, 4])
+    positive = (weight.detach().reshape(5, 7)[kept] > 0).double()
+    torch.testing.assert_close(grad[kept], positive / 4)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_parameter_gets_a_gradient(norm):
+    head = make_head(3, norm=norm).train()
+    x = features(3).requires_grad_()
+    out = head(x, drop_class=0)
+    (out.logits.pow(2).mean() + out.dropped_logits.pow(2).mean()).backward()
+    for name, parameter in head.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_fused_and_unfused_training_paths_have_equal_gradients(spatial_dims):
+    fused = make_head(spatial_dims).train()
+    unfused = make_head(spatial_dims).train()
+    unfused.load_state_dict(fused.state_dict())
+    unfused.fold_norm = False  # the plain autograd path
+    x = features(spatial_dims)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out1, out2 = fused(x1, drop_class=1), unfused(x2, drop_class=1)
+    g_main, g_dropped = torch.randn_like(out1.logits), torch.randn_like(out1.logits)
+    ((out1.logits * g_main).sum() + (out1.dropped_logits * g_dropped).sum()).backward()
+    ((out2.logits * g_main).sum() + (out2.dropped_logits * g_dropped).sum()).backward()
+    torch.testing.assert_close(x1.grad, x2.grad, atol=1e-10, rtol=1e-8)
+    for (name, p1), (_, p2) in zip(fused.named_parameters(), unfused.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, atol=1e-10, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("inference_path", ["projection", "classifier"])
+def test_eval_path_is_torchscriptable(spatial_dims, inference_path):
+    head = make_head(spatial_dims, inference_path=inference_path).eval()
+    scripted = torch.jit.script(head)
+    x = features(spatial_dims)
+    torch.testing.assert_close(scripted(x), head(x), atol=1e-12, rtol=1e-12)
+
+
+def test_drop_class_none_in_train_mode_keeps_every_class():
+    head = make_head(2).train()
+    x = features(2)
+    out = head(x, drop_class=None)
+    _, expected = reference(head, x, None, train=True)
+    torch.testing.assert_close(out.dropped_logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"spatial_dims": 4}, r"spatial_dims=4 is not supported; allowed: 1, 2 or 3"),
+        ({"spatial_dims": 0}, r"spatial_dims=0"),
+        ({"num_classes": 1}, r"num_classes=1 is too small"),
+        ({"in_channels": 0}, r"in_channels=0 must be >= 1"),
+        ({"inference_path": "main"}, r"inference_path='main' is not one of"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    arguments = {"spatial_dims": 2, "in_channels": 4, "num_classes": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        DropClassHead(**arguments)
+
+
+def test_bad_forward_arguments():
+    head = DropClassHead(2, 4, 3).train()
+    with pytest.raises(ValueError, match=r"feature map with 5 channels; expected in_channels=4"):
+        head(torch.randn(1, 5, 4, 4))
+    with pytest.raises(ValueError, match=r"drop_class=3 is outside 0..2"):
+        head(torch.randn(1, 4, 4, 4), drop_class=3)
+    with pytest.raises(ValueError, match=r"drop_class=-1 is outside 0..2"):
+        head(torch.randn(1, 4, 4, 4), drop_class=-1)
