@@ -53,50 +53,59 @@ class _FusedDropClassTrain(torch.autograd.Function):
         inv_std = torch.rsqrt(var_z + eps)
         a = gamma * inv_std
         folded = a[:, None] * weight
-        shift = (beta - a * mean_z)[:, None]
 
         num_classes = cls_weight.shape[0]
+        # one product gives the main logits (first K rows) and the projection (last C rows)
+        stacked = torch.cat([cls_weight, folded])
+        stacked_bias = torch.cat([cls_bias, beta - a * mean_z])[:, None]
         logits = x.new_empty(batch, num_classes, pixels)
         dropped = x.new_empty(batch, num_classes, pixels)
         bias = cls_bias[:, None]
         for b, span in _chunks(batch, pixels, chunk):
-            xc = x[b, :, span]
-            # out= a row-strided slice: BLAS writes it in place (ld = N), no copy
-            torch.addmm(bias, cls_weight, xc, out=logits[b, :, span])
-            hidden = torch.addmm(shift, folded, xc).relu_()
-            torch.addmm(bias, cls_weight, hidden, out=dropped[b, :, span])
+            both = torch.addmm(stacked_bias, stacked, x[b, :, span])
+            logits[b, :, span] = both[:num_classes]
+            torch.addmm(bias, cls_weight, both[num_classes:].relu_(), out=dropped[b, :, span])
 
-        ctx.save_for_backward(x, weight, cls_weight, gram, sum_x, mean_z, inv_std, a, folded, shift)
+        ctx.save_for_backward(x, weight, cls_weight, gram, sum_x, mean_z, inv_std, a, stacked, stacked_bias)
         ctx.chunk = chunk
         ctx.mark_non_differentiable(mean_z, var_z)
         return logits, dropped, mean_z, var_z
 
     @staticmethod
     def backward(ctx: Any, grad_logits, grad_dropped, _grad_mean, _grad_var):  # type: ignore[override]
-        x, weight, cls_weight, gram, sum_x, mean_z, inv_std, a, folded, shift = ctx.saved_tensors
+        x, weight, cls_weight, gram, sum_x, mean_z, inv_std, a, stacked, stacked_bias = ctx.saved_tensors
         batch, channels, pixels = x.shape
+        num_classes = cls_weight.shape[0]
         count = batch * pixels
         if grad_logits is None:
-            grad_logits = torch.zeros((batch, cls_weight.shape[0], pixels), dtype=x.dtype, device=x.device)
+            grad_logits = torch.zeros((batch, num_classes, pixels), dtype=x.dtype, device=x.device)
         if grad_dropped is None:
             grad_dropped = torch.zeros_like(grad_logits)
+        folded, shift = stacked[num_classes:], stacked_bias[num_classes:]
 
         grad_x = torch.empty_like(x)
-        grad_cls_weight = torch.zeros_like(cls_weight)
-        grad_cls_bias = grad_logits.sum((0, 2)) + grad_dropped.sum((0, 2))
-        grad_y_x = x.new_zeros(channels, channels)  # sum over pixels of dL/dy x^T
+        grad_cls_hidden = torch.zeros_like(cls_weight)  # sum of dL/d(dropped) hidden^T
+        grad_stacked_x = x.new_zeros(num_classes + channels, channels)  # sum of [gm; gy] x^T
         grad_beta = x.new_zeros(channels)
-        cls_weight_t = cls_weight.t()
+        grad_cls_bias = grad_logits.sum((0, 2)) + grad_dropped.sum((0, 2))
+        cls_weight_t, stacked_t = cls_weight.t(), stacked.t()
+        chunk = min(ctx.chunk, pixels)
+        grads = x.new_empty(num_classes + channels, chunk)  # [dL/dlogits; dL/dy] of one chunk
         for b, span in _chunks(batch, pixels, ctx.chunk):
             xc = x[b, :, span]
-            gm = grad_logits[b, :, span]
-            gd = grad_dropped[b, :, span]
+            width = xc.shape[1]
+            g = grads[:, :width]
             hidden = torch.addmm(shift, folded, xc).relu_()
-            grad_cls_weight.addmm_(gm, xc.t()).addmm_(gd, hidden.t())
-            grad_y = torch.ops.aten.threshold_backward(cls_weight_t @ gd, hidden, 0.0)
-            grad_beta += grad_y.sum(1)
-            grad_y_x.addmm_(grad_y, xc.t())
-            torch.addmm(cls_weight_t @ gm, folded.t(), grad_y, out=grad_x[b, :, span])
+            gd = grad_dropped[b, :, span]
+            grad_cls_hidden.addmm_(gd, hidden.t())
+            g[:num_classes] = grad_logits[b, :, span]
+            torch.mm(cls_weight_t, gd, out=g[num_classes:])
+            g[num_classes:].mul_(hidden > 0)
+            grad_beta += g[num_classes:].sum(1)
+            grad_stacked_x.addmm_(g, xc.t())
+            torch.mm(stacked_t, g, out=grad_x[b, :, span])
+        grad_cls_weight = grad_stacked_x[:num_classes] + grad_cls_hidden
+        grad_y_x = grad_stacked_x[num_classes:]
 
         # Batch-norm backward in closed form: dL/dz = a*gy - d*(W x) + e, per channel.
         grad_gamma = inv_std * ((weight * grad_y_x).sum(1) - mean_z * grad_beta)

@@ -64,8 +64,17 @@ def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int
     return target
 
 
-def _any_labelled(target: torch.Tensor, ignore_index: int) -> bool:
-    return bool((target != ignore_index).any())
+def _any_labelled(target: torch.Tensor, ignore_index: int, excluded: Optional[int] = None) -> bool:
+    """Whether some pixel is neither ``ignore_index`` nor ``excluded`` (the dropped class)."""
+    low, high = torch.aminmax(target)
+    low, high = int(low), int(high)
+    if ignore_index not in (low, high) and not low < ignore_index < high:
+        # no ignored pixel at all: only an all-``excluded`` map has nothing labelled
+        return excluded is None or low != excluded or high != excluded
+    labelled = target != ignore_index
+    if excluded is not None:
+        labelled &= target != excluded
+    return bool(labelled.any())
 
 
 class DropClassLoss(nn.Module):
@@ -138,6 +147,7 @@ class DropClassLoss(nn.Module):
 
         main = self.base_term(logits, target)
         dropped_target = target if drop_class is None else target.masked_fill(target == drop_class, self.ignore_index)
+        dropped_labelled = _any_labelled(target, self.ignore_index, drop_class)
         log_probs: Optional[torch.Tensor] = None
         if isinstance(self.base_loss, nn.CrossEntropyLoss):
             log_probs = F.log_softmax(dropped_logits, dim=1)
@@ -145,9 +155,10 @@ class DropClassLoss(nn.Module):
                 log_probs,
                 dropped_target,
                 lambda lp, t: F.nll_loss(lp, t, weight=self.base_loss.weight, ignore_index=self.ignore_index),
+                dropped_labelled,
             )
         else:
-            dropped = self.base_term(dropped_logits, dropped_target)
+            dropped = self.guarded(dropped_logits, dropped_target, self.base_loss, dropped_labelled)
         total = (1.0 - progress) * main + progress * dropped
 
         suppression = torch.zeros((), device=logits.device)
@@ -169,10 +180,11 @@ class DropClassLoss(nn.Module):
 
     def base_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The base loss, or a graph-connected zero when every pixel is ignored."""
-        return self.guarded(logits, target, self.base_loss)
+        return self.guarded(logits, target, self.base_loss, _any_labelled(target, self.ignore_index))
 
-    def guarded(self, prediction: torch.Tensor, target: torch.Tensor, loss: BaseLoss) -> torch.Tensor:
-        if not _any_labelled(target, self.ignore_index):
+    @staticmethod
+    def guarded(prediction: torch.Tensor, target: torch.Tensor, loss: BaseLoss, labelled: bool) -> torch.Tensor:
+        if not labelled:
             return prediction.sum() * 0.0
         return loss(prediction, target)
 

@@ -185,3 +185,17 @@ def test_bad_arguments():
         DropClassLoss(alpha=-1)
     with pytest.raises(ValueError, match=r"ignore_index=-100, DropClassLoss has 255"):
         DropClassLoss(torch.nn.CrossEntropyLoss())
+
+
+def test_dropped_branch_is_skipped_when_every_pixel_is_the_dropped_class():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    dropped = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.full((2, 4, 4), 1)  # no ignored pixel, every pixel is z
+    loss_fn = DropClassLoss(alpha=0.0)
+    loss = loss_fn(DropClassOutput(logits, dropped, 1), target, progress=1.0)
+    assert loss.item() == 0.0 and loss_fn.last_terms["dropped"] == 0
+    loss.backward()
+    target[1, 2, 3] = 0  # one pixel of another class: the term is back
+    loss_fn(DropClassOutput(logits, dropped, 1), target, progress=1.0)
+    expected = torch.nn.functional.cross_entropy(dropped, target.masked_fill(target == 1, IGNORE), ignore_index=IGNORE)
+    torch.testing.assert_close(loss_fn.last_terms["dropped"], expected.detach())

@@ -21,7 +21,14 @@ def test_chunked_projection_then_classifier_equals_unchunked(chunk):
     w1, b1 = torch.randn(5, 5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
     w2, b2 = torch.randn(3, 5, 1, 1, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
     expected = F.conv2d(torch.relu(F.conv2d(x, w1.view(5, 5, 1, 1), b1)), w2, b2)
-    torch.testing.assert_close(projection_then_classifier(x, w1, b1, w2, b2, chunk=chunk), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(projection_then_classifier(x, w1, b1, w2, b2, chunk=chunk), expected)
+    x.requires_grad_()
+    with_grad = projection_then_classifier(x, w1, b1, w2, b2, chunk=chunk)
+    torch.testing.assert_close(with_grad, expected)
+    with_grad.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    x = x.detach()
     torch.testing.assert_close(
         projection_then_classifier(x, w1, b1, w2, None, chunk=chunk), expected - b2.view(1, 3, 1, 1)
     )
