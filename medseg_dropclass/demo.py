@@ -1,141 +1,139 @@
-"""A short side-by-side run: the same UNet trained with DropClass and without, on generated 2D data.
+"""A short side-by-side run on the embedded 2D phantoms: the same UNet with DropClass and without.
 
-The data are drawn on the fly: a background, two large "organs" and a rare "lesion" that sits
-inside the first organ in 90% of the images. Both arms see the same images in the same order.
+Generates the default 2D phantom dataset (Decathlon layout, NIfTI), trains both arms for the same
+iterations on the same crops, evaluates both on the in-distribution and the context-shifted test
+splits, and writes a per-class IoU/Dice report. One seed and a short budget: an illustration of the
+pipeline, not evidence about DropClass (the multi-seed study is separate).
 """
 
+import argparse
 import json
 import math
 import pathlib
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional
 
 import torch
+from monai.data import DataLoader
 from tqdm import tqdm
 
+from medseg_dropclass.data import DEFAULT_2D, PHANTOM_CLASSES, decathlon_dataset, make_phantom_dataset
 from medseg_dropclass.losses import DropClassLoss
 from medseg_dropclass.metrics import confusion_matrix, summarize
 from medseg_dropclass.networks import build_network
 from medseg_dropclass.sampling import DropClassSampler
 from medseg_dropclass.schedules import LinearSchedule
 
-__all__ = ["generate_images", "train_arm", "run_demo"]
+__all__ = ["train_arm", "evaluate", "run_demo"]
 
-CLASS_NAMES = ["background", "organ_a", "organ_b", "lesion"]
-
-
-def generate_images(count: int, size: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(count, 1, size, size)`` images and ``(count, size, size)`` labels with a rare class 3."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
-    images = torch.zeros(count, 1, size, size)
-    labels = torch.zeros(count, size, size, dtype=torch.long)
-
-    def uniform(low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand((), generator=g))
-
-    for i in range(count):
-        label = labels[i]
-        ca = (uniform(0.3, 0.45) * size, uniform(0.3, 0.5) * size)
-        ra = (uniform(0.18, 0.24) * size, uniform(0.14, 0.2) * size)
-        organ_a = ((yy - ca[0]) / ra[0]) ** 2 + ((xx - ca[1]) / ra[1]) ** 2 <= 1
-        cb = (uniform(0.65, 0.8) * size, uniform(0.6, 0.8) * size)
-        organ_b = ((yy - cb[0]) ** 2 + (xx - cb[1]) ** 2) <= (uniform(0.1, 0.14) * size) ** 2
-        label[organ_a] = 1
-        label[organ_b] = 2
-        host = ca if float(torch.rand((), generator=g)) < 0.9 else (uniform(0.1, 0.9) * size, uniform(0.1, 0.9) * size)
-        lesion = ((yy - host[0]) ** 2 + (xx - host[1]) ** 2) <= (uniform(0.03, 0.05) * size) ** 2
-        label[lesion] = 3
-        intensity = torch.tensor([0.0, 1.0, 0.6, 1.5])[label] * uniform(0.8, 1.2)
-        images[i, 0] = intensity + 0.35 * torch.randn(size, size, generator=g)
-    return images, labels
+NETWORK = {"feature_channels": 16, "channels": (16, 32, 64, 128), "strides": (2, 2, 2)}
+BATCH = 8  # whole 96x96 images: the UNet's instance norm then sees the same statistics as at evaluation
 
 
-def train_arm(
-    dropclass: bool, images: torch.Tensor, labels: torch.Tensor, iterations: int, batch: int, seed: int, alpha: float
-) -> Tuple[torch.nn.Module, float]:
-    """Train one arm; returns the network and the wall time in seconds."""
+def train_arm(dataset, dropclass: bool, iterations: int, seed: int, alpha: float) -> torch.nn.Module:
+    """Train one arm for ``iterations`` steps on batches of ``dataset``."""
     torch.manual_seed(seed)
-    net = build_network(
-        "unet", 2, 1, len(CLASS_NAMES), dropclass=dropclass, feature_channels=16, channels=(16, 32, 64), strides=(2, 2)
-    )
+    num_classes = len(PHANTOM_CLASSES)
+    net = build_network("unet", 2, 1, num_classes, dropclass=dropclass, **NETWORK)
     loss_fn = DropClassLoss(alpha=alpha)
-    sampler, schedule = DropClassSampler(len(CLASS_NAMES), seed=seed), LinearSchedule()
+    sampler, schedule = DropClassSampler(num_classes, seed=seed), LinearSchedule()
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    order = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, generator=generator, num_workers=0, drop_last=True)
     net.train()
-    start = time.perf_counter()
-    progress_bar = tqdm(range(iterations), desc="dropclass" if dropclass else "baseline ", leave=False)
-    for step in progress_bar:
-        index = torch.randint(0, images.shape[0], (batch,), generator=order)
-        progress = schedule(step, iterations) if dropclass else 0.0
-        drop_class = sampler(progress) if dropclass else None
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(images[index], drop_class=drop_class), labels[index], progress=progress)
-        loss.backward()
-        optimizer.step()
-        progress_bar.set_postfix(loss=f"{loss.item():.3f}", p=f"{progress:.2f}")
-    return net, time.perf_counter() - start
+    step = 0
+    bar = tqdm(total=iterations, desc="DropClass" if dropclass else "baseline ", leave=False)
+    while step < iterations:
+        for batch in loader:
+            if step >= iterations:
+                break
+            progress = schedule(step, iterations) if dropclass else 0.0
+            drop_class = sampler(progress) if dropclass else None
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(batch["image"], drop_class=drop_class), batch["label"], progress=progress)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", p=f"{progress:.2f}")
+    bar.close()
+    return net
 
 
-def evaluate(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, Dict[str, float]]:
+def evaluate(net: torch.nn.Module, dataset) -> Dict[str, Dict[str, float]]:
+    """Per-class IoU/Dice over a whole split (one confusion matrix)."""
     net.eval()
+    matrix = torch.zeros(len(PHANTOM_CLASSES), len(PHANTOM_CLASSES), dtype=torch.long)
     with torch.no_grad():
-        prediction = net(images).argmax(1)
-    return summarize(confusion_matrix(prediction, labels, len(CLASS_NAMES)), CLASS_NAMES)
+        for sample in dataset:
+            prediction = net(sample["image"][None]).argmax(1)
+            matrix += confusion_matrix(prediction, sample["label"][:, ...].long(), len(PHANTOM_CLASSES))
+    return summarize(matrix, PHANTOM_CLASSES)
 
 
-def _format(value: float) -> str:
-    return "  n/a" if math.isnan(value) else f"{value:.3f}"
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def run_demo(output_dir: str = "outputs/demo", iterations: int = 150, seed: int = 0, alpha: float = 10.0) -> pathlib.Path:
-    """Train both arms briefly, evaluate them, write ``report.md`` and ``results.json``; return the report path."""
+def run_demo(output_dir: str = "outputs/demo", iterations: int = 400, seed: int = 0, alpha: float = 10.0) -> pathlib.Path:
+    """Generate data, train and evaluate both arms, write ``report.md`` and ``results.json``."""
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_images, train_labels = generate_images(48, 64, seed)
-    test_images, test_labels = generate_images(16, 64, seed + 1000)
-    results = {}
+    dataset_json = make_phantom_dataset(str(out / "phantom2d"), DEFAULT_2D, progress=False)
+    train = decathlon_dataset(dataset_json, "training", train=True, pixdim=DEFAULT_2D.spacing)
+    tests = {
+        split: decathlon_dataset(dataset_json, split, train=False, pixdim=DEFAULT_2D.spacing)
+        for split in ("test", "test_shifted")
+    }
+    share = {}
+    counts = torch.zeros(len(PHANTOM_CLASSES))
+    for item in decathlon_dataset(dataset_json, "training", train=False, pixdim=DEFAULT_2D.spacing):
+        counts += torch.bincount(item["label"].long().reshape(-1), minlength=len(PHANTOM_CLASSES))
+    share = {name: float(counts[k] / counts.sum()) for k, name in enumerate(PHANTOM_CLASSES)}
+
+    results: Dict[str, dict] = {}
     for dropclass in (False, True):
         arm = "dropclass" if dropclass else "baseline"
-        net, seconds = train_arm(dropclass, train_images, train_labels, iterations, 8, seed, alpha)
-        results[arm] = {"seconds": seconds, "classes": evaluate(net, test_images, test_labels)}
-        print(f"{arm:>9}: trained {iterations} iterations in {seconds:.1f} s")
-    share = {name: float((train_labels == k).float().mean()) for k, name in enumerate(CLASS_NAMES)}
+        start = time.perf_counter()
+        net = train_arm(train, dropclass, iterations, seed, alpha)
+        seconds = time.perf_counter() - start
+        results[arm] = {"train_seconds": seconds, **{split: evaluate(net, data) for split, data in tests.items()}}
+        print(f"{arm:>9}: {iterations} iterations in {seconds:.1f} s")
+
     lines = [
-        "# DropClass demo (generated 2D data, one seed: an illustration, not evidence)",
+        "# DropClass demo on the 2D phantoms (one seed, short budget: an illustration, not evidence)",
         "",
-        f"{iterations} iterations per arm, UNet, alpha={alpha}, linear p schedule.",
+        f"UNet {NETWORK['channels']}, {iterations} iterations of batch {BATCH} (whole images, flips) per arm, "
+        f"DropClass alpha={alpha}, p linear 0 -> 1. Test splits: in-distribution and context-shifted "
+        "(lesions outside their usual host organ).",
         "",
-        "| class | train pixel share | IoU baseline | IoU DropClass | Dice baseline | Dice DropClass |",
-        "|---|---|---|---|---|---|",
+        "| class | train share | IoU base (test) | IoU DropClass (test) | IoU base (shifted) | IoU DropClass (shifted) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in CLASS_NAMES:
-        b, d = results["baseline"]["classes"][name], results["dropclass"]["classes"][name]
-        lines.append(
-            f"| {name} | {100 * share[name]:.2f}% | {_format(b['iou'])} | {_format(d['iou'])} "
-            f"| {_format(b['dice'])} | {_format(d['dice'])} |"
-        )
+    for name in PHANTOM_CLASSES:
+        cells = [_cell(results[arm][split][name]["iou"]) for split in ("test", "test_shifted") for arm in ("baseline", "dropclass")]
+        lines.append(f"| {name} | {100 * share[name]:.3f}% | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Dice per class is in results.json. At this budget plain cross-entropy learns the organs but not the",
+        "lesions (0.02-0.4% of the pixels) in either arm; the rare classes need longer training or a loss",
+        "that weights them (see the study for budgets, Dice+CE and class-weighted baselines).",
+    ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"class_share": share, **results}, indent=2))
+    (out / "results.json").write_text(json.dumps({"class_share": share, "iterations": iterations, **results}, indent=2))
     print("\n".join(lines))
     return report
 
 
-def print_report_location(report: pathlib.Path) -> None:
-    print(f"\nreport: {report}\nresults: {report.parent / 'results.json'}")
-
-
-def demo_main(args: List[str]) -> None:
-    import argparse
-
+def demo_main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass demo", description=__doc__)
     parser.add_argument("--output-dir", default="outputs/demo")
-    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=10.0)
-    parsed = parser.parse_args(args)
-    if parsed.iterations < 1:
-        parser.error(f"--iterations must be >= 1, got {parsed.iterations}")
-    print_report_location(run_demo(parsed.output_dir, parsed.iterations, parsed.seed, parsed.alpha))
+    args = parser.parse_args(argv)
+    if args.iterations < 1:
+        parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    report = run_demo(args.output_dir, args.iterations, args.seed, args.alpha)
+    print(f"\nreport:  {report}\nresults: {report.parent / 'results.json'}\ndata:    {report.parent / 'phantom2d'}")

@@ -14,7 +14,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from monai.data import load_decathlon_datalist
 from monai.transforms import (
+    ClassesToIndicesd,
     Compose,
+    DeleteItemsd,
     EnsureTyped,
     LoadImaged,
     NormalizeIntensityd,
@@ -161,7 +163,7 @@ def decathlon_transforms(
     steps: list = [LoadImaged(keys=keys, reader=reader, ensure_channel_first=True, image_only=True)]
     if with_label:
         steps.append(VerifyPaird("image", "label", num_classes=num_classes, image_channels=image_channels))
-    steps.append(Orientationd(keys=keys, axcodes="RAS"[:spatial_dims]))
+    steps.append(Orientationd(keys=keys, axcodes="RAS"[:spatial_dims], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
     if pixdim is not None:
         if len(pixdim) != spatial_dims:
             raise ValueError(f"pixdim {tuple(pixdim)} needs {spatial_dims} values (one per spatial axis)")
@@ -177,6 +179,8 @@ def decathlon_transforms(
             if len(crop_size) != spatial_dims:
                 raise ValueError(f"crop_size {tuple(crop_size)} needs {spatial_dims} values")
             steps.append(SpatialPadd(keys=keys, spatial_size=tuple(crop_size)))
+            # where each class is: computed once, in the cached (deterministic) part of the pipeline
+            steps.append(ClassesToIndicesd(keys="label", num_classes=num_classes, indices_postfix="_class_indices"))
             steps.append(
                 RandCropByLabelClassesd(
                     keys=keys,
@@ -185,9 +189,11 @@ def decathlon_transforms(
                     num_classes=num_classes,
                     ratios=list(class_ratios) if class_ratios is not None else [1.0] * num_classes,
                     num_samples=num_crops,
+                    indices_key="label_class_indices",
                     warn=False,
                 )
             )
+            steps.append(DeleteItemsd(keys="label_class_indices"))
         steps += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)]
     steps.append(EnsureTyped(keys=keys, track_meta=not train))
     return Compose(steps)

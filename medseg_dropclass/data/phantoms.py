@@ -1,7 +1,7 @@
 """Deterministic synthetic organ + lesion phantoms in the Medical Segmentation Decathlon layout.
 
-Each case is a "body" with three organs (about 15%, 7% and 3% of the pixels) and three lesion
-classes (about 0.3%, 0.04% and 0.02%). Each lesion class has a host organ: in training and in the
+Each case is a "body" with three organs (about 15%, 7% and 3% of the pixels in 2D; 10%, 5% and 2.5% in
+3D) and three lesion classes (about 0.35%, 0.04% and 0.02% in 2D; 0.14%, 0.01% and 0.003% in 3D). Each lesion class has a host organ: in training and in the
 in-distribution test split it sits inside its host in ``host_probability`` of the cases, elsewhere
 in the body otherwise. In the *context-shifted* test split every lesion sits outside its host, the
 case DropClass claims to help with. Lesion intensities overlap those of other organs, so a model
@@ -30,14 +30,16 @@ PHANTOM_CLASSES = ["background", "organ_large", "organ_medium", "organ_small", "
 # class -> mean intensity; lesions overlap other organs' intensities on purpose
 INTENSITY = {0: 40.0, 1: 100.0, 2: 70.0, 3: 130.0, 4: 62.0, 5: 108.0, 6: 92.0}
 OUTSIDE_BODY = 0.0
-# organ: (centre as fraction of the size per axis, radii as fraction of the size per axis)
+# organ: (centre as fraction of the size per axis, radii as fraction of the size per axis); in 3D
+# the organs span most slices (the z radius) and are 10% wider, to keep their 2D voxel shares
 ORGANS = {
-    1: ((0.36, 0.36, 0.5), (0.25, 0.19, 0.3)),
-    2: ((0.68, 0.66, 0.5), (0.15, 0.15, 0.22)),
-    3: ((0.33, 0.72, 0.5), (0.1, 0.1, 0.15)),
+    1: ((0.36, 0.36, 0.5), (0.25, 0.19, 0.42)),
+    2: ((0.68, 0.66, 0.5), (0.15, 0.15, 0.45)),
+    3: ((0.33, 0.72, 0.5), (0.1, 0.1, 0.48)),
 }
-# lesion: (host organ, radius as fraction of the size, probability that a case has it)
-LESIONS = {4: (1, 0.036, 0.8), 5: (2, 0.02, 0.4), 6: (3, 0.014, 0.35)}
+WIDER_IN_3D = 1.1
+# lesion: (host organ, radius as fraction of the size in 2D and in 3D, probability that a case has it)
+LESIONS = {4: (1, (0.036, 0.07), 0.8), 5: (2, (0.02, 0.035), 0.4), 6: (3, (0.014, 0.028), 0.35)}
 
 
 @dataclass
@@ -125,8 +127,9 @@ def render_case(config: PhantomConfig, rng: np.random.Generator, lesions_in_host
 
     body_centre, body_radii = (0.5,) * dims, tuple(rng.uniform(0.44, 0.48, size=dims))
     shapes = [(0, body_centre, body_radii)]
+    widen = np.array([WIDER_IN_3D, WIDER_IN_3D, 1.0]) if dims == 3 else np.ones(2)
     for organ, (centre, radii) in ORGANS.items():
-        shapes.append((organ, tuple(np.array(centre[:dims]) + jitter()), tuple(np.array(radii[:dims]) * scale())))
+        shapes.append((organ, tuple(np.array(centre[:dims]) + jitter()), tuple(np.array(radii[:dims]) * widen * scale())))
 
     labels = np.zeros(shape, dtype=np.uint8)
     for organ, centre, radii in shapes[1:]:
@@ -134,7 +137,8 @@ def render_case(config: PhantomConfig, rng: np.random.Generator, lesions_in_host
     body = _ellipsoid(coarse, body_centre, body_radii)
 
     lesion_shapes = []
-    for lesion, (host, radius, presence) in LESIONS.items():
+    for lesion, (host, radius_by_dims, presence) in LESIONS.items():
+        radius = radius_by_dims[dims - 2]
         if rng.random() >= presence:
             continue
         in_host = lesions_in_host and rng.random() < config.host_probability
