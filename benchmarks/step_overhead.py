@@ -31,6 +31,8 @@ class Case:
     size: int
     num_classes: int = 8
     network_kwargs: Dict = field(default_factory=dict)
+    in_channels: int = 1
+    width: int = 0  # 2D: a width different from size (e.g. 512x256)
 
 
 CASES = [
@@ -38,6 +40,10 @@ CASES = [
     Case("unet3d", "unet", 3, 2, 64, network_kwargs={"feature_channels": 32, "channels": (32, 64, 128, 256)}),
     Case("segresnet2d", "segresnet", 2, 4, 256, network_kwargs={"feature_channels": 32}),
     Case("segresnet3d", "segresnet", 3, 2, 64, network_kwargs={"feature_channels": 16}),
+    # the paper's architectures, CPU-sized, 2D 512x256 batch 2, 19 classes (Cityscapes-like)
+    Case("deeplab_r18", "deeplabv3", 2, 2, 256, 19, {"encoder": "resnet18", "width": 0.5, "aspp_channels": 128, "decoder_channels": 64}, 3, 512),
+    Case("deeplab_mnv3", "deeplabv3", 2, 2, 256, 19, {"encoder": "mobilenetv3", "aspp_channels": 128, "decoder_channels": 64}, 3, 512),
+    Case("hrnet_w18s1", "hrnetv2", 2, 2, 256, 19, {"preset": "w18_small_v1"}, 3, 512),
 ]
 
 
@@ -46,7 +52,7 @@ def make_arms(case: Case):
     for dropclass in (False, True):
         torch.manual_seed(0)
         net = build_network(
-            case.network, case.spatial_dims, 1, case.num_classes, dropclass=dropclass, **case.network_kwargs
+            case.network, case.spatial_dims, case.in_channels, case.num_classes, dropclass=dropclass, **case.network_kwargs
         )
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
         arms["dropclass" if dropclass else "baseline"] = (net, optimizer)
@@ -109,7 +115,8 @@ def min_ratio(times: Dict[str, List[float]]) -> float:
 
 def run_case(case: Case, rounds: int, warmup: int) -> Dict[str, float]:
     arms = make_arms(case)
-    shape = (case.batch, 1) + (case.size,) * case.spatial_dims
+    spatial = (case.size,) * case.spatial_dims if not case.width else (case.size, case.width)
+    shape = (case.batch, case.in_channels) + spatial
     generator = torch.Generator().manual_seed(1)
     image = torch.randn(shape, generator=generator)
     label = torch.randint(0, case.num_classes, (case.batch,) + shape[2:], generator=generator)

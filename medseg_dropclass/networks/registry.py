@@ -17,11 +17,14 @@ class FeatureNetwork(NamedTuple):
         module: ``(B, in_channels, *spatial) -> (B, out_channels, *spatial)``.
         out_channels: channels of the feature map.
         size_divisor: input sizes must be a multiple of this (others are padded).
+        output_stride: the feature map is this many times smaller than the input; the head runs at
+            that resolution and the logits are interpolated to the input size (DeepLab, HRNet).
     """
 
     module: nn.Module
     out_channels: int
     size_divisor: int
+    output_stride: int = 1
 
 
 FeatureBuilder = Callable[..., FeatureNetwork]
@@ -77,4 +80,6 @@ def build_network(
         )
     else:
         head = ClassifierHead(spatial_dims, features.out_channels, num_classes)
-    return SegmentationNet(features.module, head, spatial_dims, in_channels, features.size_divisor)
+    return SegmentationNet(
+        features.module, head, spatial_dims, in_channels, features.size_divisor, features.output_stride
+    )

@@ -48,7 +48,10 @@ class SegmentationNet(nn.Module):
         spatial_dims: 1, 2 or 3.
         in_channels: channels the input must have.
         size_divisor: spatial sizes the feature network needs a multiple of; inputs of other
-            (odd) sizes are zero-padded at the end and the logits cropped back.
+            (odd) sizes are zero-padded at the end and the logits cropped back. Inputs smaller than
+            it in any dimension are refused.
+        output_stride: the feature map is this many times smaller than the input; the logits
+            (main and dropped) are interpolated (bi/trilinear) to the input size.
 
     Forward:
         ``x``: ``(B, in_channels, *spatial)``; ``drop_class``: the class ``z`` to drop (train mode,
@@ -56,13 +59,23 @@ class SegmentationNet(nn.Module):
         baseline head), a :class:`DropClassOutput` in train mode with a DropClass head.
     """
 
+    __constants__ = ["spatial_dims", "in_channels", "size_divisor", "output_stride", "interpolation"]
+
     def __init__(
-        self, features: nn.Module, head: nn.Module, spatial_dims: int, in_channels: int, size_divisor: int = 1
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        spatial_dims: int,
+        in_channels: int,
+        size_divisor: int = 1,
+        output_stride: int = 1,
     ) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
         self.in_channels = int(in_channels)
         self.size_divisor = int(size_divisor)
+        self.output_stride = int(output_stride)
+        self.interpolation = ("linear", "bilinear", "trilinear")[spatial_dims - 1]
         self.features = features
         self.head = head
 
@@ -73,6 +86,11 @@ class SegmentationNet(nn.Module):
                 f"{self.spatial_dims} spatial sizes) for in_channels={self.in_channels}, spatial_dims={self.spatial_dims}"
             )
         sizes: List[int] = [int(s) for s in x.shape[2:]]
+        if min(sizes) < self.size_divisor:
+            raise ValueError(
+                f"input spatial size {sizes} is too small for this network: every size must be >= "
+                f"{self.size_divisor} (its total downsampling / output stride)"
+            )
         pads: List[int] = []
         for size in sizes[::-1]:  # F.pad lists the last dimension first
             pads += [0, (-size) % self.size_divisor]
@@ -80,13 +98,20 @@ class SegmentationNet(nn.Module):
         if padded:
             x = F.pad(x, pads)
         out = self.head(self.features(x), drop_class)
-        if not padded:
+        if not padded and self.output_stride == 1:
             return out
+        full: List[int] = [int(s) for s in x.shape[2:]]
         if isinstance(out, torch.Tensor):
-            return self.crop(out, sizes)
-        return DropClassOutput(self.crop(out.logits, sizes), self.crop(out.dropped_logits, sizes), out.drop_class)
+            return self.restore(out, full, sizes)
+        return DropClassOutput(
+            self.restore(out.logits, full, sizes), self.restore(out.dropped_logits, full, sizes), out.drop_class
+        )
 
-    def crop(self, tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
+    def restore(self, logits: torch.Tensor, padded: List[int], sizes: List[int]) -> torch.Tensor:
+        """Logits at the padded input size (interpolated if the features were strided), cropped to ``sizes``."""
+        if self.output_stride != 1:
+            logits = F.interpolate(logits, size=padded, mode=self.interpolation, align_corners=False)
         for dim, size in enumerate(sizes):
-            tensor = tensor.narrow(dim + 2, 0, size)
-        return tensor
+            if logits.shape[dim + 2] != size:  # a no-op narrow still zero-fills a full-size gradient in backward
+                logits = logits.narrow(dim + 2, 0, size)
+        return logits

@@ -9,8 +9,10 @@ from medseg_dropclass.networks import NETWORKS, SegmentationNet
 TINY = {
     "unet": {"feature_channels": 8, "channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 1},
     "segresnet": {"feature_channels": 8, "blocks_down": (1, 1, 1), "blocks_up": (1, 1)},
+    "deeplabv3": {"encoder": "resnet18", "width": 0.125, "aspp_channels": 8, "decoder_channels": 8, "output_stride": 8},
+    "hrnetv2": {"preset": "tiny"},
 }
-SIZES = {2: (19, 24), 3: (9, 12, 11)}
+SIZES = {2: (35, 42), 3: (33, 34, 37)}  # odd sizes, at least 32 (HRNet's fourth branch is at stride 32)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -33,7 +35,7 @@ def test_output_shapes_odd_sizes(name, spatial_dims, dropclass):
 
 
 def test_all_registered_networks_are_covered():
-    assert set(TINY) <= set(NETWORKS)
+    assert set(TINY) == set(NETWORKS)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -44,6 +46,8 @@ def test_eval_path_is_torchscriptable(name, spatial_dims):
     x = torch.randn(1, 1, *SIZES[spatial_dims])
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+        traced = torch.jit.trace(net, x)
+        torch.testing.assert_close(traced(x), net(x), atol=1e-5, rtol=1e-5)
 
 
 def test_baseline_arm_shares_the_feature_network_and_has_a_classifier():
@@ -57,6 +61,31 @@ def test_baseline_arm_shares_the_feature_network_and_has_a_classifier():
     assert baseline.head.classifier.weight.shape == dropclass.head.classifier.weight.shape == (4, 8, 1, 1)
 
 
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_few_training_steps_reduce_the_loss(name):
+    from medseg_dropclass import DropClassLoss
+
+    torch.manual_seed(0)
+    net = build_network(name, 2, 1, 3, **TINY[name]).train()
+    generator = torch.Generator().manual_seed(0)
+    # smooth blobs (a stride-4 head cannot resolve per-pixel noise)
+    image = torch.nn.functional.interpolate(torch.randn(4, 1, 4, 4, generator=generator), size=(32, 32), mode="bilinear")
+    label = (image[:, 0] > 0.3).long() + (image[:, 0] > 1.0).long()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loss_fn = DropClassLoss(alpha=1.0)
+
+    def main_loss() -> float:  # the same quantity before and after: main-branch CE, nothing dropped
+        with torch.no_grad():
+            return loss_fn(net(image, drop_class=None), label, progress=0.0).item()
+
+    before = main_loss()
+    for step in range(30):
+        optimizer.zero_grad()
+        loss_fn(net(image, drop_class=step % 3 if step % 2 else None), label, progress=0.3).backward()
+        optimizer.step()
+    assert main_loss() < 0.6 * before
+
+
 def test_padding_does_not_change_divisible_inputs():
     net = build_network("unet", 2, 1, 3, **TINY["unet"]).eval()
     x = torch.randn(1, 1, 16, 20)
@@ -66,7 +95,7 @@ def test_padding_does_not_change_divisible_inputs():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"unknown network 'vnet'; registered: .*segresnet.*unet"):
+    with pytest.raises(ValueError, match=r"unknown network 'vnet'; registered: deeplabv3, hrnetv2, segresnet, unet"):
         build_network("vnet", 2, 1, 3)
     with pytest.raises(ValueError, match=r"spatial_dims=4 is not supported"):
         build_network("unet", 4, 1, 3)
