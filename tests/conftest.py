@@ -1,7 +1,10 @@
+import dataclasses
 import pathlib
 
 import pytest
 import torch
+
+from medseg_dropclass.data.phantoms import DEFAULT_2D, DEFAULT_3D, make_phantom_dataset
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
 
@@ -13,3 +16,21 @@ def _seed():
 
 def spatial_shape(spatial_dims: int, size: int = 5):
     return (size + 2, size, size + 1)[:spatial_dims]
+
+
+TINY_2D = dataclasses.replace(DEFAULT_2D, size=48, num_train=6, num_test=2, num_shifted=2)
+TINY_3D = dataclasses.replace(DEFAULT_3D, size=32, num_train=3, num_test=1, num_shifted=1)
+
+
+@pytest.fixture(scope="session")
+def phantom2d(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("phantom2d")
+    make_phantom_dataset(str(root), TINY_2D, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def phantom3d(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("phantom3d")
+    make_phantom_dataset(str(root), TINY_3D, progress=False)
+    return root

@@ -11,6 +11,7 @@ from medseg_dropclass.engine.checks import (
     require_file,
 )
 from medseg_dropclass.engine.controller import DropClassController
+from medseg_dropclass.engine.io import SaveLabelPNGd
 from medseg_dropclass.engine.handlers import (
     DropClassTensorBoardHandler,
     OverlayImageHandler,
@@ -24,6 +25,7 @@ __all__ = [
     "OverlayImageHandler",
     "PerClassSegmentationMetric",
     "VerifyImaged",
+    "SaveLabelPNGd",
     "bundle_root",
     "ensure_phantoms",
     "image_datalist",

@@ -21,10 +21,11 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def image_datalist(source: str, key: str = "image") -> list:
-    """``[{"image": path}, ...]`` from a folder of NIfTI/NRRD/MHA images or a JSON datalist.
+def image_datalist(source: str, key: str = "image", suffixes: Optional[Tuple[str, ...]] = None) -> list:
+    """``[{"image": path}, ...]`` from a folder of images (NIfTI/NRRD/MHA by default) or a JSON datalist.
 
     A JSON file may hold a list of paths or of ``{"image": path}`` dicts, or a Decathlon
     ``dataset.json`` (its ``test`` entries). Relative paths are taken from the file's folder.
@@ -35,10 +36,11 @@ def image_datalist(source: str, key: str = "image") -> list:
     import json
 
     path = pathlib.Path(source)
+    suffixes = tuple(suffixes) if suffixes is not None else IMAGE_SUFFIXES
     if path.is_dir():
-        files = sorted(str(f) for f in path.iterdir() if f.name.lower().endswith(IMAGE_SUFFIXES))
+        files = sorted(str(f) for f in path.iterdir() if f.name.lower().endswith(suffixes))
         if not files:
-            raise FileNotFoundError(f"input folder {source!r} holds no {'/'.join(IMAGE_SUFFIXES)} image")
+            raise FileNotFoundError(f"input folder {source!r} holds no {'/'.join(suffixes)} image")
         return [{key: f} for f in files]
     if not path.is_file():
         raise FileNotFoundError(f"input {source!r} is neither a folder of images nor a JSON datalist")
@@ -69,11 +71,22 @@ def bundle_root(name: str) -> str:
 
 
 def ensure_phantoms(dataset_dir: str, spatial_dims: int) -> str:
-    """Generate the default phantom dataset into ``dataset_dir`` unless its ``dataset.json`` exists."""
+    """Generate the default phantom dataset into ``dataset_dir`` if that folder is missing or empty.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` exists, is not empty and holds no ``dataset.json``
+            (a wrong path: nothing is written into someone else's folder).
+    """
     from medseg_dropclass.data.phantoms import DEFAULT_2D, DEFAULT_3D, make_phantom_dataset
 
-    if not os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
-        make_phantom_dataset(dataset_dir, DEFAULT_2D if spatial_dims == 2 else DEFAULT_3D)
+    if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
+        return dataset_dir
+    if os.path.exists(dataset_dir) and (not os.path.isdir(dataset_dir) or os.listdir(dataset_dir)):
+        raise FileNotFoundError(
+            f"dataset_dir {dataset_dir!r} holds no dataset.json; point it at a Decathlon-format dataset, "
+            "or at a missing/empty folder to generate the phantoms there"
+        )
+    make_phantom_dataset(dataset_dir, DEFAULT_2D if spatial_dims == 2 else DEFAULT_3D)
     return dataset_dir
 
 

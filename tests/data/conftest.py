@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import pathlib
 
@@ -6,13 +5,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg_dropclass.data.phantoms import DEFAULT_2D, DEFAULT_3D, make_phantom_dataset
-from tests.conftest import SHARED
+from tests.conftest import SHARED, TINY_2D, TINY_3D  # noqa: F401  (TINY_* re-exported for the data tests)
 
 FIXTURES = SHARED / "fixtures"
-
-TINY_2D = dataclasses.replace(DEFAULT_2D, size=48, num_train=6, num_test=2, num_shifted=2)
-TINY_3D = dataclasses.replace(DEFAULT_3D, size=32, num_train=3, num_test=1, num_shifted=1)
 
 
 def shared_fixture(name: str) -> pathlib.Path:
@@ -20,20 +15,6 @@ def shared_fixture(name: str) -> pathlib.Path:
     if not path.exists():
         pytest.skip(f"shared fixture {path} is absent (it lives beside the checkout, in ../shared/fixtures)")
     return path
-
-
-@pytest.fixture(scope="session")
-def phantom2d(tmp_path_factory) -> pathlib.Path:
-    root = tmp_path_factory.mktemp("phantom2d")
-    make_phantom_dataset(str(root), TINY_2D, progress=False)
-    return root
-
-
-@pytest.fixture(scope="session")
-def phantom3d(tmp_path_factory) -> pathlib.Path:
-    root = tmp_path_factory.mktemp("phantom3d")
-    make_phantom_dataset(str(root), TINY_3D, progress=False)
-    return root
 
 
 def write_nifti(path: pathlib.Path, array: np.ndarray, affine=None) -> str:

@@ -1,0 +1,223 @@
+"""The MONAI bundles: configs parse and instantiate, round trips, export, resume, determinism, DDP, bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, run
+
+from tests.conftest import SHARED
+from tests.data.conftest import shared_fixture, write_decathlon
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUNDLES = REPO / "bundles"
+NAMES = ["phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass"]
+SCHEMA = SHARED / "monai" / "meta_schema_20240725.json"
+# CPU-sized networks for the bundles whose defaults are GPU-sized
+SMALL = {
+    "msd_organ_lesion_dropclass": {"network_def#feature_channels": 8, "crop_size": [32, 32, 16], "num_crops": 1},
+    "cityscapes_dropclass": {
+        "network_def#encoder": "resnet18", "network_def#width": 0.125, "network_def#aspp_channels": 16,
+        "network_def#decoder_channels": 16, "crop_size": [64, 128], "batch_size": 1,
+    },
+    "voc_dropclass": {"network_def#preset": "tiny", "crop_size": [64, 64], "batch_size": 2},
+}
+
+
+def configs(name, *files):
+    return [str(BUNDLES / name / "configs" / f) for f in files]
+
+
+def test_every_bundle_has_the_monai_layout():
+    for name in NAMES:
+        root = BUNDLES / name
+        for path in ("configs/metadata.json", "configs/train.yaml", "configs/evaluate.yaml", "configs/inference.yaml",
+                     "configs/multi_gpu_train.yaml", "configs/logging.conf", "docs/README.md", "LICENSE"):
+            assert (root / path).is_file(), f"{name}/{path}"
+        assert (root / "models").is_dir()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_configs_parse_and_core_components_instantiate(name):
+    for files in (("train.yaml",), ("train.yaml", "evaluate.yaml"), ("train.yaml", "multi_gpu_train.yaml"), ("inference.yaml",)):
+        parser = ConfigParser()
+        parser.read_config(configs(name, *files))
+        assert parser.get("network_def")["_target_"] == "medseg_dropclass.build_network"
+    parser = ConfigParser()
+    parser.read_config(configs(name, "train.yaml"))
+    parser.update({"device": "$torch.device('cpu')", "num_classes": 5, **SMALL.get(name, {})})
+    network = parser.get_parsed_content("network")
+    assert type(network.head).__name__ == "DropClassHead"
+    controller = parser.get_parsed_content("dropclass_controller")
+    assert controller.enabled and controller.loss is parser.get_parsed_content("loss")
+    parser.update({"dropclass": False})
+    parser.parse()
+    baseline = parser.get_parsed_content("network")
+    assert type(baseline.head).__name__ == "ClassifierHead"
+    assert not parser.get_parsed_content("dropclass_controller").enabled
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_and_network_io_verify_offline(name):
+    from monai.bundle import verify_metadata, verify_net_in_out
+
+    if not SCHEMA.is_file():
+        pytest.skip(f"{SCHEMA} is absent")
+    meta = configs(name, "metadata.json")[0]
+    verify_metadata(meta_file=meta, filepath=str(SCHEMA))
+    overrides = {k: v for k, v in SMALL.get(name, {}).items() if k.startswith("network_def")}
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=configs(name, "inference.yaml")[0], **overrides)
+
+
+def train_run(name, dataset_dir, output_dir, **overrides):
+    run(config_file=configs(name, "train.yaml"), dataset_dir=str(dataset_dir), output_dir=str(output_dir), **overrides)
+
+
+@pytest.mark.parametrize("name, fixture", [("phantom2d_dropclass", "phantom2d"), ("phantom3d_dropclass", "phantom3d")])
+def test_phantom_round_trip_train_evaluate_infer_export(name, fixture, request, tmp_path):
+    dataset_dir = request.getfixturevalue(fixture)
+    extra = {"crop_size": [16, 16, 8]} if "3d" in name else {}
+    train_run(name, dataset_dir, tmp_path / "run", max_epochs=1, val_interval=1, batch_size=2, **extra)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "model.pt").is_file() and (checkpoints / "checkpoint_epoch=1.pt").is_file()
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+    run(config_file=configs(name, "train.yaml", "evaluate.yaml"), dataset_dir=str(dataset_dir),
+        output_dir=str(tmp_path / "run"), eval_split="test_shifted", **extra)
+    metrics = (tmp_path / "run" / "eval_test_shifted" / "metrics.csv").read_text()
+    assert "dice/lesion_a" in metrics and "iou/organ_small" in metrics and "val_mean_dice" in metrics
+
+    run(config_file=configs(name, "inference.yaml"), input=str(dataset_dir / "imagesTs"),
+        ckpt_path=str(checkpoints / "model.pt"), output_dir=str(tmp_path / "pred"),
+        **({"inferer#roi_size": [16, 16, 8]} if "3d" in name else {}))
+    source = sorted((dataset_dir / "imagesTs").iterdir())[0]
+    written = tmp_path / "pred" / source.name.replace(".nii.gz", "_seg.nii.gz")
+    original, prediction = nib.load(str(source)), nib.load(str(written))
+    assert prediction.shape == original.shape
+    np.testing.assert_allclose(prediction.affine, original.affine, atol=1e-4)  # the input's geometry, kept
+    assert set(np.unique(np.asarray(prediction.dataobj))) <= set(range(7))
+
+    from monai.bundle import ckpt_export
+
+    ts = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(checkpoints / "model.pt"),
+                meta_file=configs(name, "metadata.json")[0], config_file=configs(name, "inference.yaml")[0])
+    exported = torch.jit.load(str(ts))
+    parser = ConfigParser()
+    parser.read_config(configs(name, "inference.yaml"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(checkpoints / "model.pt", map_location="cpu", weights_only=True))
+    network.eval()
+    shape = (1, 1, 48, 48) if "2d" in name else (1, 1, 32, 32, 16)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), network(x), atol=1e-5, rtol=1e-5)
+
+
+def test_resume_continues_from_the_last_checkpoint_with_the_same_state(phantom2d, tmp_path):
+    train_run("phantom2d_dropclass", phantom2d, tmp_path / "a", max_epochs=1, val_interval=5, batch_size=2)
+    train_run("phantom2d_dropclass", phantom2d, tmp_path / "a", max_epochs=2, val_interval=5, batch_size=2)
+    resumed = torch.load(tmp_path / "a" / "checkpoints" / "checkpoint_epoch=2.pt", weights_only=False)
+    train_run("phantom2d_dropclass", phantom2d, tmp_path / "b", max_epochs=2, val_interval=5, batch_size=2)
+    straight = torch.load(tmp_path / "b" / "checkpoints" / "checkpoint_epoch=2.pt", weights_only=False)
+    assert resumed["trainer"]["iteration"] == straight["trainer"]["iteration"] == 2 * straight["trainer"]["epoch_length"]
+    assert resumed["dropclass"]["sampler"]["rng_state"] == straight["dropclass"]["sampler"]["rng_state"]
+    assert resumed["optimizer"]["state"].keys() == straight["optimizer"]["state"].keys()
+
+
+def test_same_seed_gives_the_same_training_on_cpu(phantom2d, tmp_path):
+    for arm in ("x", "y"):
+        train_run("phantom2d_dropclass", phantom2d, tmp_path / arm, max_epochs=1, val_interval=5, batch_size=2)
+    a = torch.load(tmp_path / "x" / "checkpoints" / "checkpoint_epoch=1.pt", weights_only=False)["network"]
+    b = torch.load(tmp_path / "y" / "checkpoints" / "checkpoint_epoch=1.pt", weights_only=False)["network"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_msd_task_folder_trains(tmp_path):
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    cases = []
+    for i in range(3):
+        label = np.zeros((24, 24, 12), np.uint8)
+        label[6:18, 6:18, 2:10] = 1
+        label[10:12, 10:12, 5:7] = 2
+        cases.append((f"liver_{i}", np.where(label > 0, 80.0, -50.0).astype(np.float32), label, affine, affine))
+    write_decathlon(tmp_path / "Task03_Liver", cases, labels={"0": "background", "1": "liver", "2": "cancer"})
+    run(config_file=configs("msd_organ_lesion_dropclass", "train.yaml"), dataset_dir=str(tmp_path / "Task03_Liver"),
+        output_dir=str(tmp_path / "run"), max_epochs=1, val_interval=1, num_workers=0, **SMALL["msd_organ_lesion_dropclass"])
+    assert (tmp_path / "run" / "checkpoints" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("name, fixture, split", [("cityscapes_dropclass", "cityscapes_mini", "val"), ("voc_dropclass", "voc_mini", "train")])
+def test_natural_image_bundles_train_on_the_real_format_fixtures(name, fixture, split, tmp_path):
+    root = shared_fixture(fixture)
+    run(config_file=configs(name, "train.yaml"), dataset_dir=str(root), train_split=split, output_dir=str(tmp_path / "run"),
+        max_epochs=1, val_interval=1, num_workers=0, **SMALL[name])
+    assert (tmp_path / "run" / "checkpoints" / "model.pt").is_file()
+    images = next(root.rglob("*_leftImg8bit.png")).parent if name.startswith("city") else root / "JPEGImages"
+    run(config_file=configs(name, "inference.yaml"), input=str(images),
+        ckpt_path=str(tmp_path / "run" / "checkpoints" / "model.pt"), output_dir=str(tmp_path / "pred"),
+        **{k: v for k, v in SMALL[name].items() if k.startswith("network_def")})
+    written = sorted((tmp_path / "pred").glob("*_seg.png"))
+    assert written
+    from PIL import Image
+
+    source = Image.open(next(p for p in (root.rglob("*_leftImg8bit.png") if name.startswith("city") else (root / "JPEGImages").glob("*.jpg"))))
+    assert any(Image.open(w).size == source.size for w in written)
+
+
+def test_ddp_with_gloo_two_processes(tmp_path):
+    import dataclasses
+
+    from medseg_dropclass.data.phantoms import make_phantom_dataset
+    from tests.conftest import TINY_2D
+
+    phantom2d = tmp_path / "data"  # 10 cases: 8 train, 2 validation, at least one per rank
+    make_phantom_dataset(str(phantom2d), dataclasses.replace(TINY_2D, num_train=10), progress=False)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "monai.bundle", "run",
+        "--config_file", str(configs("phantom2d_dropclass", "train.yaml", "multi_gpu_train.yaml")),
+        "--dataset_dir", str(phantom2d), "--output_dir", str(tmp_path / "ddp"), "--max_epochs", "1", "--val_interval", "1",
+        "--batch_size", "2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("Engine run finished") + done.stderr.count("Engine run finished") >= 4  # 2 ranks x (train, val)
+    saved = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir())
+    assert saved == ["checkpoint_epoch=1.pt", "model.pt"]
+    assert (done.stdout + done.stderr).count("Saved checkpoint at epoch: 1") == 1  # written once, by rank 0
+
+
+def bundle_cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_bad_input_gives_a_clear_message_and_a_failing_exit_code(phantom2d, tmp_path):
+    train = configs("phantom2d_dropclass", "train.yaml")[0]
+    inference = configs("phantom2d_dropclass", "inference.yaml")[0]
+    (tmp_path / "not_a_dataset").mkdir()
+    (tmp_path / "not_a_dataset" / "notes.txt").write_text("x")
+    done = bundle_cli("--config_file", train, "--dataset_dir", str(tmp_path / "not_a_dataset"), "--output_dir", str(tmp_path / "o"))
+    assert done.returncode != 0 and "not_a_dataset' holds no dataset.json" in done.stderr
+
+    done = bundle_cli("--config_file", train, "--dataset_dir", str(phantom2d), "--max_epochs", "abc", "--output_dir", str(tmp_path / "o"))
+    assert done.returncode != 0 and "config value(s) of the wrong type: max_epochs='abc' (str; expected int)" in done.stderr
+
+    done = bundle_cli("--config_file", inference, "--input", str(phantom2d / "imagesTs"), "--ckpt_path", str(tmp_path / "none.pt"),
+                      "--output_dir", str(tmp_path / "p"))
+    assert done.returncode != 0 and "checkpoint '" in done.stderr and "none.pt' does not exist" in done.stderr
+
+    network = ConfigParser()
+    network.read_config(inference)
+    torch.save(network.get_parsed_content("network_def").state_dict(), tmp_path / "m.pt")
+    (tmp_path / "rgb").mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 1, 3), np.float32), np.eye(4)), str(tmp_path / "rgb" / "two.nii.gz"))
+    done = bundle_cli("--config_file", inference, "--input", str(tmp_path / "rgb"), "--ckpt_path", str(tmp_path / "m.pt"),
+                      "--output_dir", str(tmp_path / "p"))
+    assert done.returncode != 0 and "two.nii.gz: image has 3 channel(s), the model expects 1" in done.stderr
