@@ -3,7 +3,10 @@
 import sys
 from typing import List, Optional
 
-COMMANDS = {"demo": "train DropClass and a baseline briefly on generated data and report per-class IoU/Dice"}
+COMMANDS = {
+    "demo": "both arms of the phantom2d bundle briefly on the embedded phantoms, per-class report",
+    "compare": "baseline vs DropClass (and variants) over seeds: per-class tables, paired tests, plots",
+}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -20,6 +23,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         from medseg_dropclass.demo import demo_main
 
         demo_main(argv[1:])
+    elif argv[0] == "compare":
+        from medseg_dropclass.analysis.compare import compare_main
+
+        compare_main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from typing import Dict, Sequence
 
 import torch
 
-__all__ = ["class_weight_similarity", "similarity_summary"]
+__all__ = ["class_weight_similarity", "similarity_summary", "save_similarity_heatmap"]
 
 
 def class_weight_similarity(classifier_weight: torch.Tensor) -> torch.Tensor:
@@ -27,3 +27,28 @@ def similarity_summary(similarity: torch.Tensor, class_share: Sequence[float]) -
         "least_frequent_mean_similarity": float(similarity[least][off_diagonal[least]].mean()),
         "mean_off_diagonal": float(similarity[off_diagonal].mean()),
     }
+
+
+def save_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str], path: str, title: str = "") -> str:
+    """Write the ``(K, K)`` similarity matrix as an annotated heatmap PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = similarity.shape[0]
+    figure, axis = plt.subplots(figsize=(2 + 0.55 * k, 1.6 + 0.5 * k))
+    shown = axis.imshow(similarity.numpy(), vmin=-1, vmax=1, cmap="coolwarm")
+    for i in range(k):
+        for j in range(k):
+            axis.text(j, i, f"{float(similarity[i, j]):.2f}", ha="center", va="center", fontsize=6)
+    axis.set_xticks(range(k))
+    axis.set_xticklabels(class_names, rotation=90, fontsize=7)
+    axis.set_yticks(range(k))
+    axis.set_yticklabels(class_names, fontsize=7)
+    axis.set_title(title or "cosine similarity of class weight vectors", fontsize=9)
+    figure.colorbar(shown, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

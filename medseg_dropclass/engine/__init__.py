@@ -3,6 +3,7 @@
 from medseg_dropclass.engine.checks import (
     VerifyImaged,
     bundle_root,
+    check_batches,
     check_types,
     ensure_phantoms,
     image_datalist,
@@ -27,6 +28,7 @@ __all__ = [
     "VerifyImaged",
     "SaveLabelPNGd",
     "bundle_root",
+    "check_batches",
     "ensure_phantoms",
     "image_datalist",
     "check_types",

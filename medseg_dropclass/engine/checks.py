@@ -18,7 +18,18 @@ __all__ = [
     "bundle_root",
     "ensure_phantoms",
     "image_datalist",
+    "check_batches",
 ]
+
+
+def check_batches(samples: int, batch_size: int, what: str = "training split") -> bool:
+    """Refuse a loader that would yield no batch (``drop_last``): MONAI would skip training with a warning."""
+    if samples < batch_size:
+        raise ValueError(
+            f"the {what} has {samples} sample(s), fewer than batch_size={batch_size}: no training iteration "
+            "would run; lower --batch_size or add data"
+        )
+    return True
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")

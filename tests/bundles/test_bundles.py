@@ -206,6 +206,9 @@ def test_bad_input_gives_a_clear_message_and_a_failing_exit_code(phantom2d, tmp_
     done = bundle_cli("--config_file", train, "--dataset_dir", str(tmp_path / "not_a_dataset"), "--output_dir", str(tmp_path / "o"))
     assert done.returncode != 0 and "not_a_dataset' holds no dataset.json" in done.stderr
 
+    done = bundle_cli("--config_file", train, "--dataset_dir", str(phantom2d), "--batch_size", "64", "--output_dir", str(tmp_path / "o"))
+    assert done.returncode != 0 and "has 5 sample(s), fewer than batch_size=64: no training iteration would run" in done.stderr
+
     done = bundle_cli("--config_file", train, "--dataset_dir", str(phantom2d), "--max_epochs", "abc", "--output_dir", str(tmp_path / "o"))
     assert done.returncode != 0 and "config value(s) of the wrong type: max_epochs='abc' (str; expected int)" in done.stderr
 
