@@ -38,13 +38,18 @@ ARMS: Dict[str, tuple] = {
         {"dropclass": False, "loss#base_loss": {"_target_": "medseg_dropclass.DiceCELoss", "ignore_index": 255}},
         1,
     ),
-    "dropclass": ("paper: alpha 10, p linear to 1, uniform z, projection inference", {}, 1),
+    "dropclass": ("paper: alpha 10, p linear to 1, uniform z, projection inference", {"alpha": 10.0}, 1),
     "dropclass_alpha1": ("alpha 1", {"alpha": 1.0}, 1),
     "dropclass_alpha0.1": ("alpha 0.1", {"alpha": 0.1}, 1),
-    "dropclass_capped": ("p linear capped at 0.5", {"schedule": {"_target_": "medseg_dropclass.CappedLinearSchedule", "max_value": 0.5}}, 1),
-    "dropclass_present": ("z from the classes present in the batch", {"sampling": "present"}, 1),
-    "dropclass_classifier_path": ("inference through the main classifier", {"network_def#inference_path": "classifier"}, 1),
-    "dropclass_2x": ("paper, twice the baseline's iterations (the paper's budget)", {}, 2),
+    "dropclass_capped": ("alpha 10, p linear capped at 0.5", {"alpha": 10.0, "schedule": {"_target_": "medseg_dropclass.CappedLinearSchedule", "max_value": 0.5}}, 1),
+    "dropclass_present": ("alpha 10, z from the classes present in the batch", {"alpha": 10.0, "sampling": "present"}, 1),
+    "dropclass_classifier_path": ("alpha 10, inference through the main classifier", {"alpha": 10.0, "network_def#inference_path": "classifier"}, 1),
+    "dropclass_2x": ("paper, twice the baseline's iterations (the paper's budget)", {"alpha": 10.0}, 2),
+    "dropclass_alpha1_weighted_ce": (
+        "alpha 1 over the class-weighted CE base",
+        {"alpha": 1.0, "loss#base_loss": {"_target_": "torch.nn.CrossEntropyLoss", "weight": "$torch.tensor(@class_weights)", "ignore_index": 255}},
+        1,
+    ),
 }
 
 

@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Sequence, Union
 from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 from monai.transforms import Compose
 
-from medseg_dropclass.data.natural import natural_image_transforms
-from medseg_dropclass.data.transforms import CacheDataset, DatasetError, Dataset
+from medseg_dropclass.data.natural import natural_image_dataset, natural_image_transforms
+from medseg_dropclass.data.transforms import DatasetError, Dataset
 
 __all__ = ["CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "cityscapes_datalist", "cityscapes_transforms", "cityscapes_dataset"]
 
@@ -55,6 +55,4 @@ def cityscapes_transforms(train: bool, crop_size: Optional[Sequence[int]] = None
 def cityscapes_dataset(
     root: Union[str, pathlib.Path], split: str = "train", train: bool = True, crop_size: Optional[Sequence[int]] = None, cache: bool = False
 ) -> Dataset:
-    datalist = cityscapes_datalist(root, split)
-    transform = cityscapes_transforms(train, crop_size)
-    return CacheDataset(datalist, transform, progress=False) if cache else Dataset(datalist, transform)
+    return natural_image_dataset(cityscapes_datalist(root, split), cityscapes_transforms(train, crop_size), cache)

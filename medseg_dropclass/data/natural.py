@@ -17,9 +17,9 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from medseg_dropclass.data.transforms import LookupLabelsd, VerifyPaird
+from medseg_dropclass.data.transforms import CacheDataset, Dataset, LookupLabelsd, VerifyPaird
 
-__all__ = ["natural_image_transforms", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["natural_image_transforms", "natural_image_dataset", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,3 +56,8 @@ def natural_image_transforms(
         steps.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=1))
     steps.append(EnsureTyped(keys=keys, track_meta=not train))
     return Compose(steps)
+
+
+def natural_image_dataset(datalist, transform: Compose, cache: bool) -> Dataset:
+    """A (cached) dataset whose data errors name the file."""
+    return CacheDataset(datalist, transform, progress=False) if cache else Dataset(datalist, transform)

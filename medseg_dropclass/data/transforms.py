@@ -162,22 +162,20 @@ class NamedErrors:
     ``RuntimeError("applying transform ...")`` wrapper that hides the file name."""
 
     def __getitem__(self, index):
-        try:
-            return super().__getitem__(index)
-        except Exception as error:
-            named = find_dataset_error(error)
-            if named is None or named is error:
-                raise
-            raise DatasetError(str(named)) from error
+        return _with_named_errors(super().__getitem__, index)
 
     def _load_cache_item(self, idx: int):  # CacheDataset's caching pass
-        try:
-            return super()._load_cache_item(idx)
-        except Exception as error:
-            named = find_dataset_error(error)
-            if named is None or named is error:
-                raise
-            raise DatasetError(str(named)) from error
+        return _with_named_errors(super()._load_cache_item, idx)
+
+
+def _with_named_errors(call, *args):
+    try:
+        return call(*args)
+    except Exception as error:
+        named = find_dataset_error(error)
+        if named is None or named is error:
+            raise
+        raise DatasetError(str(named)) from error
 
 
 class Dataset(NamedErrors, MonaiDataset):

@@ -5,8 +5,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from monai.transforms import Compose
 
-from medseg_dropclass.data.natural import natural_image_transforms
-from medseg_dropclass.data.transforms import CacheDataset, DatasetError, Dataset
+from medseg_dropclass.data.natural import natural_image_dataset, natural_image_transforms
+from medseg_dropclass.data.transforms import DatasetError, Dataset
 
 __all__ = ["VOC_CLASSES", "voc_datalist", "voc_transforms", "voc_dataset"]
 
@@ -47,6 +47,4 @@ def voc_transforms(train: bool, crop_size: Optional[Sequence[int]] = None) -> Co
 def voc_dataset(
     root: Union[str, pathlib.Path], split: str = "train", train: bool = True, crop_size: Optional[Sequence[int]] = None, cache: bool = False
 ) -> Dataset:
-    datalist = voc_datalist(root, split)
-    transform = voc_transforms(train, crop_size)
-    return CacheDataset(datalist, transform, progress=False) if cache else Dataset(datalist, transform)
+    return natural_image_dataset(voc_datalist(root, split), voc_transforms(train, crop_size), cache)
