@@ -4,7 +4,7 @@
 + alpha * mean(softmax(dropped_logits)[z])``, the last term only when a class ``z`` was dropped.
 """
 
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from torch import nn
 
 from medseg_dropclass.dropclass import DropClassOutput
 
-__all__ = ["DropClassLoss", "DiceCELoss", "ChannelTargetLoss", "prepare_target"]
+__all__ = ["DropClassLoss", "DiceCELoss", "ChannelTargetLoss", "prepare_target", "PreparedTarget"]
 
 BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -23,7 +23,15 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if type(tensor) is torch.Tensor else tensor.as_subclass(torch.Tensor)
 
 
-def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int, check_values: bool = True) -> torch.Tensor:
+class PreparedTarget(NamedTuple):
+    """Class indices ``(B, *spatial)`` and their value range (one reduction, one host sync per step)."""
+
+    labels: torch.Tensor
+    low: int
+    high: int
+
+
+def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int, check_values: bool = True) -> PreparedTarget:
     """Turn a label map into ``(B, *spatial)`` class indices and check it against the logits.
 
     Args:
@@ -51,29 +59,26 @@ def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int
         target = as_long
     elif target.dtype != torch.long:
         target = target.long()
-    if check_values:
-        num_classes = logits.shape[1]
-        low, high = torch.aminmax(target)
-        if low.item() < 0 or high.item() >= num_classes:
-            outside = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
-            if outside.numel() > 0:
-                raise ValueError(
-                    f"target value {int(outside[0])} is outside the classes 0..{num_classes - 1} "
-                    f"(num_classes={num_classes}) and is not ignore_index={ignore_index}"
-                )
-    return target
+    low, high = (int(v) for v in torch.stack(torch.aminmax(target)).tolist())
+    num_classes = logits.shape[1]
+    if check_values and (low < 0 or high >= num_classes):
+        outside = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
+        if outside.numel() > 0:
+            raise ValueError(
+                f"target value {int(outside[0])} is outside the classes 0..{num_classes - 1} "
+                f"(num_classes={num_classes}) and is not ignore_index={ignore_index}"
+            )
+    return PreparedTarget(target, low, high)
 
 
-def _any_labelled(target: torch.Tensor, ignore_index: int, excluded: Optional[int] = None) -> bool:
+def _any_labelled(target: PreparedTarget, ignore_index: int, excluded: Optional[int] = None) -> bool:
     """Whether some pixel is neither ``ignore_index`` nor ``excluded`` (the dropped class)."""
-    low, high = torch.aminmax(target)
-    low, high = int(low), int(high)
-    if ignore_index not in (low, high) and not low < ignore_index < high:
+    if not target.low <= ignore_index <= target.high:
         # no ignored pixel at all: only an all-``excluded`` map has nothing labelled
-        return excluded is None or low != excluded or high != excluded
-    labelled = target != ignore_index
+        return excluded is None or target.low != excluded or target.high != excluded
+    labelled = target.labels != ignore_index
     if excluded is not None:
-        labelled &= target != excluded
+        labelled &= target.labels != excluded
     return bool(labelled.any())
 
 
@@ -132,8 +137,8 @@ class DropClassLoss(nn.Module):
     ) -> torch.Tensor:
         if isinstance(output, torch.Tensor):
             logits = _plain(output)
-            target = prepare_target(target, logits, self.ignore_index, self.check_targets)
-            total = self.base_term(logits, target)
+            prepared = prepare_target(target, logits, self.ignore_index, self.check_targets)
+            total = self.base_term(logits, prepared)
             self.last_terms = {"total": total.detach(), "main": total.detach(), "progress": 0.0, "drop_class": None}
             return total
 
@@ -141,13 +146,14 @@ class DropClassLoss(nn.Module):
         progress = self.progress if progress is None else float(progress)
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress={progress} is outside the allowed range 0..1")
-        target = prepare_target(target, logits, self.ignore_index, self.check_targets)
+        prepared = prepare_target(target, logits, self.ignore_index, self.check_targets)
         if drop_class is not None and not 0 <= drop_class < logits.shape[1]:
             raise ValueError(f"drop_class={drop_class} is outside 0..{logits.shape[1] - 1}")
 
-        main = self.base_term(logits, target)
+        main = self.base_term(logits, prepared)
+        target = prepared.labels
         dropped_target = target if drop_class is None else target.masked_fill(target == drop_class, self.ignore_index)
-        dropped_labelled = _any_labelled(target, self.ignore_index, drop_class)
+        dropped_labelled = _any_labelled(prepared, self.ignore_index, drop_class)
         log_probs: Optional[torch.Tensor] = None
         if isinstance(self.base_loss, nn.CrossEntropyLoss):
             log_probs = F.log_softmax(dropped_logits, dim=1)
@@ -178,9 +184,9 @@ class DropClassLoss(nn.Module):
         }
         return total
 
-    def base_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def base_term(self, logits: torch.Tensor, target: PreparedTarget) -> torch.Tensor:
         """The base loss, or a graph-connected zero when every pixel is ignored."""
-        return self.guarded(logits, target, self.base_loss, _any_labelled(target, self.ignore_index))
+        return self.guarded(logits, target.labels, self.base_loss, _any_labelled(target, self.ignore_index))
 
     @staticmethod
     def guarded(prediction: torch.Tensor, target: torch.Tensor, loss: BaseLoss, labelled: bool) -> torch.Tensor:
