@@ -10,8 +10,8 @@ import sys
 
 from monai.transforms import Compose, LoadImaged
 
-from medseg_dropclass.data import DatasetError, class_table, count_classes, write_class_statistics
-from medseg_dropclass.data.decathlon import decathlon_datalist, read_dataset_json
+from medseg_dropclass.data import DatasetError, class_table, count_classes, decathlon_class_counts, write_class_statistics
+from medseg_dropclass.data.decathlon import read_dataset_json
 from medseg_dropclass.data.transforms import LookupLabelsd
 
 
@@ -25,9 +25,8 @@ def main() -> None:
     try:
         if args.kind == "decathlon":
             info = read_dataset_json(args.root)
-            datalist = decathlon_datalist(info.path, args.split or "training")
-            names, ignore, loader = info.class_names, None, Compose([LoadImaged("label", image_only=True)])
-            title = f"{info.path.parent.name} ({args.split or 'training'})"
+            names, title = info.class_names, f"{info.path.parent.name} ({args.split or 'training'})"
+            result = decathlon_class_counts(info.path, args.split or "training", progress=True)
         elif args.kind == "cityscapes":
             from medseg_dropclass.data.cityscapes import CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, cityscapes_datalist
 
@@ -35,6 +34,7 @@ def main() -> None:
             names, ignore = CITYSCAPES_CLASSES, 255
             loader = Compose([LoadImaged("label", reader="PILReader", image_only=True), LookupLabelsd("label", LABEL_ID_TO_TRAIN_ID)])
             title = f"Cityscapes ({args.split or 'train'})"
+            result = count_classes(datalist, loader, len(names), ignore_index=ignore)
         else:
             from medseg_dropclass.data.voc import VOC_CLASSES, voc_datalist
 
@@ -42,7 +42,7 @@ def main() -> None:
             names, ignore = VOC_CLASSES, 255
             loader = Compose([LoadImaged("label", reader="PILReader", image_only=True)])
             title = f"Pascal VOC ({args.split or 'train'})"
-        result = count_classes(datalist, loader, len(names), ignore_index=ignore)
+            result = count_classes(datalist, loader, len(names), ignore_index=ignore)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -14,7 +14,6 @@ import pathlib
 import time
 from typing import Dict, List, Optional
 
-import torch
 
 __all__ = ["run_demo", "read_metrics"]
 
@@ -29,20 +28,11 @@ def read_metrics(path: pathlib.Path) -> Dict[str, float]:
         return {row[0]: float(row[1]) for row in csv.reader(handle) if len(row) == 2}
 
 
-def train_share(dataset_dir: pathlib.Path, class_names: List[str]) -> Dict[str, float]:
-    from medseg_dropclass.data import decathlon_dataset
-
-    counts = torch.zeros(len(class_names))
-    for item in decathlon_dataset(dataset_dir / "dataset.json", "training", train=False, cache=False):
-        counts += torch.bincount(item["label"].long().reshape(-1), minlength=len(class_names))
-    return {name: float(counts[k] / counts.sum()) for k, name in enumerate(class_names)}
-
-
 def run_demo(output_dir: str = "outputs/demo", max_epochs: int = 60, seed: int = 0) -> pathlib.Path:
     """Train, evaluate and report both arms; return the path of ``report.md``."""
     from monai.bundle import run
 
-    from medseg_dropclass.data import PHANTOM_CLASSES
+    from medseg_dropclass.data import PHANTOM_CLASSES, decathlon_class_counts
 
     out = pathlib.Path(output_dir).resolve()
     dataset_dir = out / "data" / "phantom2d"
@@ -68,7 +58,8 @@ def run_demo(output_dir: str = "outputs/demo", max_epochs: int = 60, seed: int =
         print(f"{arm}: trained {max_epochs} epochs in {seconds[arm]:.0f} s", flush=True)
 
     metrics = {arm: {split: read_metrics(out / arm / f"eval_{split}" / "metrics.csv") for split in SPLITS} for arm in ARMS}
-    share = train_share(dataset_dir, PHANTOM_CLASSES)
+    counts = decathlon_class_counts(dataset_dir / "dataset.json")["counts"]
+    share = {name: float(counts[k] / counts.sum()) for k, name in enumerate(PHANTOM_CLASSES)}
     lines = [
         "# DropClass demo: phantom2d_dropclass, both arms (one seed, short budget: an illustration, not evidence)",
         "",

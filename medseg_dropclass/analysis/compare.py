@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from medseg_dropclass.analysis.evaluation import FREQUENCY_BINS, evaluate_cases, frequency_bin, summarize_cases, write_summary
+from medseg_dropclass.analysis.evaluation import FREQUENCY_BINS, evaluate_cases, summarize_cases, write_summary
 
 __all__ = ["ARMS", "run_study", "paired_sign_flip_test", "write_report"]
 
@@ -126,7 +126,7 @@ def run_study(
     extra_overrides: Optional[dict] = None,
 ) -> dict:
     """Train and evaluate every arm for every seed; write summaries and return the collected results."""
-    from medseg_dropclass.data import DEFAULT_2D, decathlon_dataset, make_phantom_dataset, read_dataset_json
+    from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, decathlon_dataset, make_phantom_dataset, read_dataset_json
 
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -136,9 +136,7 @@ def run_study(
     if not (data / "dataset.json").is_file():
         make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
     info = read_dataset_json(data)
-    counts = torch.zeros(info.num_classes)
-    for item in decathlon_dataset(data / "dataset.json", "training", train=False, cache=False):
-        counts += torch.bincount(item["label"].long().reshape(-1), minlength=info.num_classes)
+    counts = decathlon_class_counts(data / "dataset.json")["counts"]
     share = (counts / counts.sum()).tolist()
     tests = {split: decathlon_dataset(data / "dataset.json", split, train=False) for split in SPLITS}
     val_interval = max(1, max_epochs // 4)

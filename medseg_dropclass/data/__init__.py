@@ -12,7 +12,7 @@ from medseg_dropclass.data.decathlon import (
     split_datalist,
 )
 from medseg_dropclass.data.phantoms import DEFAULT_2D, DEFAULT_3D, PHANTOM_CLASSES, PhantomConfig, make_phantom_dataset
-from medseg_dropclass.data.stats import class_table, count_classes, write_class_statistics
+from medseg_dropclass.data.stats import class_table, count_classes, decathlon_class_counts, write_class_statistics
 from medseg_dropclass.data.transforms import DatasetError, LookupLabelsd, VerifyPaird
 from medseg_dropclass.data.verify import verify_datalist
 
@@ -33,6 +33,7 @@ __all__ = [
     "split_datalist",
     "verify_datalist",
     "count_classes",
+    "decathlon_class_counts",
     "class_table",
     "write_class_statistics",
 ]

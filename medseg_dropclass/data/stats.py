@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from medseg_dropclass.data.transforms import DatasetError, source_name
 
-__all__ = ["count_classes", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
+__all__ = ["count_classes", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
 
 RARE, VERY_RARE = 0.01, 0.001
 
@@ -50,6 +50,17 @@ def count_classes(
         counts += torch.bincount(label, minlength=num_classes)
         cases += 1
     return {"counts": counts, "ignored": ignored, "cases": cases}
+
+
+def decathlon_class_counts(dataset_json, split: str = "training", progress: bool = False) -> Dict[str, object]:
+    """:func:`count_classes` over a Decathlon split's label files (as stored, no resampling)."""
+    from monai.transforms import Compose, LoadImaged
+
+    from medseg_dropclass.data.decathlon import decathlon_datalist, read_dataset_json
+
+    info = read_dataset_json(dataset_json)
+    loader = Compose([LoadImaged("label", image_only=True)])
+    return count_classes(decathlon_datalist(info.path, split), loader, info.num_classes, progress=progress)
 
 
 def class_table(counts: torch.Tensor, class_names: Sequence[str]) -> List[Dict[str, object]]:

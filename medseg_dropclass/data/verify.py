@@ -1,6 +1,6 @@
 """Check every image/label pair of a datalist and report all problems at once (nnU-Net style)."""
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from monai.transforms import Compose, LoadImaged
 from tqdm import tqdm

@@ -4,7 +4,7 @@ The controller is attached to the trainer (``ITERATION_STARTED``) and is also it
 it hands the sampled class to the network as ``drop_class`` and the progress to the loss.
 """
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as dist

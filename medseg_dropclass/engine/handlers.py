@@ -1,7 +1,7 @@
 """Ignite handlers and metrics for DropClass training in MONAI bundles."""
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch

@@ -1,7 +1,5 @@
 """The MONAI bundles: configs parse and instantiate, round trips, export, resume, determinism, DDP, bad input."""
 
-import json
-import os
 import pathlib
 import subprocess
 import sys

@@ -1,6 +1,5 @@
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch

@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 from monai.transforms import Compose, LoadImaged
 
 from medseg_dropclass.data import DatasetError, class_table, count_classes, write_class_statistics
