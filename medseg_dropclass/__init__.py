@@ -1,7 +1,7 @@
 """DropClass training for class-imbalanced medical-image segmentation, built on MONAI."""
 
 from medseg_dropclass.dropclass import DropClassHead, DropClassOutput, class_importance, kept_class_scale
-from medseg_dropclass.losses import ChannelTargetLoss, DiceCELoss, DropClassLoss
+from medseg_dropclass.losses import ChannelTargetLoss, MaskedDiceCELoss, DropClassLoss
 from medseg_dropclass.networks import ClassifierHead, SegmentationNet, build_network, register_network
 from medseg_dropclass.sampling import DropClassSampler
 from medseg_dropclass.schedules import (
@@ -20,7 +20,7 @@ __all__ = [
     "class_importance",
     "kept_class_scale",
     "DropClassLoss",
-    "DiceCELoss",
+    "MaskedDiceCELoss",
     "ChannelTargetLoss",
     "DropClassSampler",
     "LinearSchedule",

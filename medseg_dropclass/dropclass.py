@@ -24,6 +24,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from medseg_dropclass.fused import fused_dropclass_train
 from medseg_dropclass.pointwise import pointwise_conv, projection_then_classifier
+from medseg_dropclass.validation import check_num_classes
 
 __all__ = ["DropClassOutput", "DropClassHead", "class_importance", "kept_class_scale", "check_spatial_dims"]
 
@@ -117,8 +118,7 @@ class DropClassHead(nn.Module):
     ) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes} is too small; DropClass needs num_classes >= 2")
+        check_num_classes(num_classes, "DropClass")
         if in_channels < 1:
             raise ValueError(f"in_channels={in_channels} must be >= 1")
         if inference_path not in INFERENCE_PATHS:

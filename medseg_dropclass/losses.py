@@ -12,8 +12,9 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from medseg_dropclass.dropclass import DropClassOutput
+from medseg_dropclass.validation import check_label_values
 
-__all__ = ["DropClassLoss", "DiceCELoss", "ChannelTargetLoss", "prepare_target", "PreparedTarget"]
+__all__ = ["DropClassLoss", "MaskedDiceCELoss", "ChannelTargetLoss", "prepare_target", "PreparedTarget"]
 
 BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -62,12 +63,7 @@ def prepare_target(target: torch.Tensor, logits: torch.Tensor, ignore_index: int
     low, high = (int(v) for v in torch.stack(torch.aminmax(target)).tolist())
     num_classes = logits.shape[1]
     if check_values and (low < 0 or high >= num_classes):
-        outside = target[(target != ignore_index) & ((target < 0) | (target >= num_classes))]
-        if outside.numel() > 0:
-            raise ValueError(
-                f"target value {int(outside[0])} is outside the classes 0..{num_classes - 1} "
-                f"(num_classes={num_classes}) and is not ignore_index={ignore_index}"
-            )
+        check_label_values(target.unique(), num_classes, ignore_index, where="target")
     return PreparedTarget(target, low, high)
 
 
@@ -210,32 +206,40 @@ class ChannelTargetLoss(nn.Module):
         return self.loss(logits, target.unsqueeze(1))
 
 
-class DiceCELoss(nn.Module):
-    """Dice + cross-entropy that ignores ``ignore_index`` pixels in both terms.
+class MaskedDiceCELoss(nn.Module):
+    """Dice + cross-entropy that ignores ``ignore_index`` pixels in both terms, with MONAI's argument names.
 
     MONAI 1.6.1's ``DiceCELoss`` crashes on a 255 label, so this composes MONAI's ``DiceLoss``
-    (which masks ignored voxels) with ``torch.nn.CrossEntropyLoss(ignore_index=...)``.
+    (which masks ignored voxels) with ``torch.nn.CrossEntropyLoss(ignore_index=...)``. Targets are class
+    indices ``(B, *spatial)`` (one-hot encoding and softmax are done here, as ``to_onehot_y=True,
+    softmax=True`` in MONAI).
 
     Args:
-        ignore_index: label value excluded from both terms.
-        lambda_dice, lambda_ce: weights of the two terms.
         include_background: whether class 0 counts in the Dice term.
-        ce_weight: optional per-class weights of the cross-entropy term, ``(K,)``.
+        weight: optional per-class weights of the cross-entropy term, ``(K,)``.
+        batch: Dice over the whole batch (nnU-Net's batch Dice) instead of per sample.
+        lambda_dice, lambda_ce: weights of the two terms.
+        smooth_nr, smooth_dr: Dice smoothing (MONAI's defaults).
+        ignore_index: label value excluded from both terms.
     """
 
     def __init__(
         self,
-        ignore_index: int = 255,
+        include_background: bool = True,
+        weight: Optional[torch.Tensor] = None,
+        batch: bool = False,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
-        include_background: bool = True,
-        ce_weight: Optional[torch.Tensor] = None,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        ignore_index: int = 255,
     ) -> None:
         super().__init__()
         self.dice = DiceLoss(
-            to_onehot_y=True, softmax=True, include_background=include_background, ignore_index=ignore_index
+            to_onehot_y=True, softmax=True, include_background=include_background, batch=batch,
+            smooth_nr=smooth_nr, smooth_dr=smooth_dr, ignore_index=ignore_index,
         )
-        self.cross_entropy = nn.CrossEntropyLoss(weight=ce_weight, ignore_index=ignore_index)
+        self.cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
         self.lambda_dice = lambda_dice
         self.lambda_ce = lambda_ce
 

@@ -1,10 +1,24 @@
-"""Confusion matrix -> per-class IoU and Dice, with ``ignore_index`` pixels excluded."""
+"""Confusion matrix -> per-class IoU and Dice (``ignore_index`` pixels excluded), and the nnU-Net-style
+per-case summary that every evaluation of the project reports (bundle evaluate, demo, compare)."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-__all__ = ["confusion_matrix", "per_class_iou", "per_class_dice", "summarize"]
+from medseg_dropclass.validation import check_label_values, nanmean
+
+__all__ = ["FREQUENCY_BINS", "frequency_bin", "confusion_matrix", "per_class_iou", "per_class_dice", "summarize_cases"]
+
+# (name, lower share inclusive, upper share exclusive) of the training pixels
+FREQUENCY_BINS = (("<0.1%", 0.0, 0.001), ("0.1-1%", 0.001, 0.01), (">1%", 0.01, 1.01))
+
+
+def frequency_bin(share: float) -> str:
+    """The :data:`FREQUENCY_BINS` name of a class share."""
+    for name, low, high in FREQUENCY_BINS:
+        if low <= share < high:
+            return name
+    raise ValueError(f"class share {share} is outside 0..1")
 
 
 def confusion_matrix(prediction: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -23,8 +37,7 @@ def confusion_matrix(prediction: torch.Tensor, target: torch.Tensor, num_classes
     keep = target != ignore_index
     prediction, target = prediction[keep], target[keep]
     if target.numel() and (target.min() < 0 or target.max() >= num_classes):
-        bad = target[(target < 0) | (target >= num_classes)][0]
-        raise ValueError(f"target value {int(bad)} is outside the classes 0..{num_classes - 1}")
+        check_label_values(target.unique(), num_classes, where="target")
     counts = torch.bincount(target * num_classes + prediction, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
 
@@ -45,11 +58,58 @@ def per_class_dice(matrix: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator > 0, 2 * tp / denominator.clamp_min(1), torch.full_like(tp, float("nan")))
 
 
-def summarize(matrix: torch.Tensor, class_names: List[str]) -> Dict[str, Dict[str, float]]:
-    """Per-class IoU, Dice and target share, keyed by class name."""
-    iou, dice = per_class_iou(matrix), per_class_dice(matrix)
-    total = max(int(matrix.sum()), 1)
-    return {
-        name: {"iou": float(iou[k]), "dice": float(dice[k]), "share": float(matrix[k].sum()) / total}
-        for k, name in enumerate(class_names)
+def summarize_cases(
+    cases: Sequence[dict], class_names: Sequence[str], class_share: Optional[Sequence[float]] = None, include_background: bool = False
+) -> dict:
+    """nnU-Net-style summary of per-case confusion matrices.
+
+    Args:
+        cases: ``[{"reference": name, "confusion": (K, K) counts, rows = reference class}, ...]``.
+        class_names: ``K`` names.
+        class_share: share of each class in the training pixels (adds the frequency-bin means).
+        include_background: count class 0 in ``foreground_mean`` (named for the usual case).
+
+    Returns:
+        ``metric_per_case`` (per class: Dice, IoU, TP, FP, FN, n_ref, n_pred), ``mean`` (per class, over
+        the cases where the class has a value), ``foreground_mean``, ``dataset`` (all cases pooled into one
+        matrix) and, with ``class_share``, ``frequency_bins`` and ``class_share``. A class absent from both
+        the reference and the prediction of a case has no value there (NaN, left out of the means).
+    """
+    names = list(class_names)
+    per_case = []
+    for case in cases:
+        matrix = torch.as_tensor(case["confusion"]).long()
+        dice, iou = per_class_dice(matrix), per_class_iou(matrix)
+        tp, n_ref, n_pred = matrix.diag(), matrix.sum(1), matrix.sum(0)
+        per_case.append(
+            {
+                "reference": case["reference"],
+                "metrics": {
+                    n: {
+                        "Dice": float(dice[k]), "IoU": float(iou[k]), "TP": int(tp[k]), "FP": int(n_pred[k] - tp[k]),
+                        "FN": int(n_ref[k] - tp[k]), "n_ref": int(n_ref[k]), "n_pred": int(n_pred[k]),
+                    }
+                    for k, n in enumerate(names)
+                },
+            }
+        )
+    mean = {n: {m: nanmean(c["metrics"][n][m] for c in per_case) for m in ("Dice", "IoU")} for n in names}
+    counted = names if include_background else names[1:]
+    pooled = sum((torch.as_tensor(c["confusion"]).long() for c in cases), torch.zeros(len(names), len(names), dtype=torch.long))
+    pooled_dice, pooled_iou = per_class_dice(pooled), per_class_iou(pooled)
+    summary = {
+        "metric_per_case": per_case,
+        "mean": mean,
+        "foreground_mean": {m: nanmean(mean[n][m] for n in counted) for m in ("Dice", "IoU")},
+        "dataset": {n: {"Dice": float(pooled_dice[k]), "IoU": float(pooled_iou[k])} for k, n in enumerate(names)},
     }
+    if class_share is not None:
+        share = [float(v) for v in class_share]
+        bins: Dict[str, dict] = {}
+        for name, _, _ in FREQUENCY_BINS:
+            members = [n for n, v in zip(names[1:], share[1:]) if frequency_bin(v) == name]
+            bins[name] = {m: nanmean(mean[n][m] for n in members) for m in ("Dice", "IoU")}
+            bins[name]["classes"] = members
+        summary["frequency_bins"] = bins
+        summary["class_share"] = dict(zip(names, share))
+    return summary

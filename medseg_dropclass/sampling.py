@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from medseg_dropclass.validation import check_num_classes
+
 __all__ = ["DropClassSampler", "SAMPLING_MODES"]
 
 SAMPLING_MODES = ("uniform", "present")
@@ -27,8 +29,7 @@ class DropClassSampler:
     """
 
     def __init__(self, num_classes: int, mode: str = "uniform", seed: Optional[int] = None, ignore_index: int = 255):
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes} is too small; DropClass needs num_classes >= 2")
+        check_num_classes(num_classes, "DropClass")
         if mode not in SAMPLING_MODES:
             raise ValueError(f"mode={mode!r} is not one of {SAMPLING_MODES}")
         self.num_classes = int(num_classes)

@@ -4,18 +4,21 @@ from medseg_dropclass.__main__ import main
 from medseg_dropclass.data import PHANTOM_CLASSES
 
 
-def test_demo_end_to_end_on_a_tiny_budget(tmp_path, capsys):
-    main(["demo", "--output-dir", str(tmp_path), "--max-epochs", "1"])
+def test_demo_is_compare_with_two_arms_and_one_seed(tmp_path, capsys):
+    main(["demo", "--output-dir", str(tmp_path), "--max-epochs", "1", "--no-figures"])
     results = json.loads((tmp_path / "results.json").read_text())
-    for arm in ("baseline", "dropclass"):
-        for split in ("test", "test_shifted"):
-            metrics = results["metrics"][arm][split]
-            assert {f"dice/{c}" for c in PHANTOM_CLASSES} <= set(metrics)
-            assert 0.0 <= metrics["val_mean_dice"] <= 1.0
-        assert (tmp_path / arm / "checkpoints" / "model.pt").is_file()
-        assert any((tmp_path / arm / "tensorboard").iterdir())
-    assert abs(sum(results["class_share"].values()) - 1.0) < 1e-6
+    assert list(results["arms"]) == ["baseline", "dropclass_alpha1"] and results["seeds"] == [0]
+    assert results["splits"] == ["test", "test_shifted"]
+    for arm in results["arms"]:
+        for split in results["splits"]:
+            summary = results["arms"][arm]["seeds"]["0"]["summaries"][split]
+            assert set(summary["mean"]) == set(PHANTOM_CLASSES)
+            assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+            # the summary is the one the bundle's evaluate config wrote
+            assert json.loads((tmp_path / arm / "seed0" / f"eval_{split}" / "summary.json").read_text())["mean"] == json.loads(json.dumps(summary["mean"]))
+        assert any((tmp_path / arm / "seed0" / "run" / "tensorboard").iterdir())
+    assert abs(sum(results["class_share"]) - 1.0) < 1e-6
     report = (tmp_path / "report.md").read_text()
-    assert "| lesion_c |" in report and "lesions outside their usual host organ" in report
+    assert report.startswith("> One seed") and "| lesion_c |" in report and "split `test_shifted`" in report
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out and "report:" in out

@@ -4,7 +4,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from medseg_dropclass import ChannelTargetLoss, DiceCELoss, DropClassLoss, DropClassOutput
+from medseg_dropclass import ChannelTargetLoss, MaskedDiceCELoss, DropClassLoss, DropClassOutput
 
 IGNORE = 255
 
@@ -149,7 +149,7 @@ def test_last_terms_add_up_to_the_total():
 def test_monai_style_base_losses_honour_ignored_pixels(base):
     logits, dropped, target = sample(ignore_fraction=0.3)
     if base == "dicece":
-        base_loss = DiceCELoss(ignore_index=IGNORE)
+        base_loss = MaskedDiceCELoss(ignore_index=IGNORE)
     else:
         base_loss = ChannelTargetLoss(DiceLoss(to_onehot_y=True, softmax=True, ignore_index=IGNORE))
     loss_fn = DropClassLoss(base_loss)
@@ -164,10 +164,10 @@ def test_monai_style_base_losses_honour_ignored_pixels(base):
 def test_bad_targets_name_the_value_and_the_range():
     logits, dropped, target = sample()
     target[0, 0, 0] = 7
-    with pytest.raises(ValueError, match=r"target value 7 is outside the classes 0..3 \(num_classes=4\)"):
+    with pytest.raises(ValueError, match=r"target: label value 7 outside the classes 0..3 or ignore_index=255 \(num_classes=4\)"):
         DropClassLoss()(DropClassOutput(logits, dropped, 1), target, progress=0.5)
     target[0, 0, 0] = -1
-    with pytest.raises(ValueError, match=r"target value -1 is outside"):
+    with pytest.raises(ValueError, match=r"target: label value -1 outside"):
         DropClassLoss()(logits, target)
     with pytest.raises(ValueError, match=r"non-integer label values"):
         DropClassLoss()(logits, torch.full((2, 6, 5), 0.5))

@@ -18,7 +18,7 @@ def test_values_on_hand_made_masks():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"target value 4 is outside the classes 0..3"):
+    with pytest.raises(ValueError, match=r"target: label value 4 outside the classes 0..3"):
         confusion_matrix(torch.zeros(3), torch.tensor([0, 4, 1]), 4)
     with pytest.raises(ValueError, match=r"prediction shape \(2,\) differs from target shape \(3,\)"):
         confusion_matrix(torch.zeros(2), torch.zeros(3), 4)

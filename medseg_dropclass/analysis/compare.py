@@ -1,9 +1,11 @@
 """Baseline vs DropClass, side by side, per class, over seeds: ``python -m medseg_dropclass compare``.
 
-Every arm is the ``phantom2d_dropclass`` bundle (or another Decathlon-format bundle) with a few
-config overrides, trained in its own process (so its wall time and peak memory are its own), then
-evaluated per case on the in-distribution and the context-shifted test split with the network of
-its last epoch (no checkpoint selection, so equal iterations mean equal iterations).
+Every arm is a bundle (``phantom2d_dropclass`` by default; any bundle folder with ``--bundle``) with a
+few config overrides, trained in its own process (so its wall time and peak memory are its own), then
+evaluated by the bundle's own ``evaluate`` config (the one evaluator: per case, nnU-Net semantics,
+through the bundle's inferer) on every labelled evaluation split of the dataset, with the network of
+its last epoch (no checkpoint selection, so equal iterations mean equal iterations). The demo is this
+command with two arms and one seed.
 """
 
 import json
@@ -18,12 +20,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from medseg_dropclass.analysis.evaluation import FREQUENCY_BINS, evaluate_cases, summarize_cases, write_summary
+from medseg_dropclass.engine.bundles import config_files, find_bundle, run_bundle
+from medseg_dropclass.engine.checkpoints import latest_checkpoint
+from medseg_dropclass.metrics import FREQUENCY_BINS
 
-__all__ = ["ARMS", "run_study", "paired_sign_flip_test", "write_report"]
+__all__ = ["ARMS", "run_study", "evaluate_run", "evaluation_splits", "paired_sign_flip_test", "write_report"]
 
-BUNDLE = pathlib.Path(__file__).resolve().parents[2] / "bundles" / "phantom2d_dropclass" / "configs"
-SPLITS = ("test", "test_shifted")
+BUNDLE = "phantom2d_dropclass"
 
 # name -> (description, config overrides, training-budget multiplier)
 ARMS: Dict[str, tuple] = {
@@ -35,7 +38,7 @@ ARMS: Dict[str, tuple] = {
     ),
     "baseline_dicece": (
         "Dice + CE",
-        {"dropclass": False, "loss#base_loss": {"_target_": "medseg_dropclass.DiceCELoss", "ignore_index": 255}},
+        {"dropclass": False, "loss#base_loss": {"_target_": "medseg_dropclass.MaskedDiceCELoss", "ignore_index": 255}},
         1,
     ),
     "dropclass": ("paper: alpha 10, p linear to 1, uniform z, projection inference", {"alpha": 10.0}, 1),
@@ -60,13 +63,24 @@ def class_weights(share: Sequence[float]) -> List[float]:
     return [w / mean for w in raw]
 
 
-def train_arm(overrides: dict, output_dir: pathlib.Path, config_file: str) -> Dict[str, float]:
+def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
+    """The labelled splits of a ``dataset.json`` besides ``training``; ``["validation"]`` (held out of
+    training by the bundle) when there is none (an MSD task's ``test`` has no labels)."""
+    content = json.loads(pathlib.Path(dataset_json).read_text())
+    splits = [
+        name for name, entries in content.items()
+        if name != "training" and isinstance(entries, list) and entries and all(isinstance(e, dict) and "label" in e for e in entries)
+    ]
+    return splits or ["validation"]
+
+
+def train_arm(bundle: str, overrides: dict, output_dir: pathlib.Path) -> Dict[str, float]:
     """Train one arm in a child process; return its wall time (s) and peak resident memory (MiB)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     args_file = output_dir / "args.json"
     args_file.write_text(json.dumps({**overrides, "output_dir": str(output_dir / "run")}))
     log = (output_dir / "train.log").open("w")
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file, "--args_file", str(args_file)]
+    command = [sys.executable, "-m", "medseg_dropclass", "run", str(bundle), "train", "--args_file", str(args_file)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(process.pid, 0)
@@ -79,19 +93,27 @@ def train_arm(overrides: dict, output_dir: pathlib.Path, config_file: str) -> Di
     return {"seconds": seconds, "peak_memory_mib": usage.ru_maxrss / 1024.0}
 
 
-def load_final_network(overrides: dict, output_dir: pathlib.Path, config_file: str) -> torch.nn.Module:
+def evaluate_run(bundle: str, overrides: dict, checkpoint: str, split: str, eval_dir: pathlib.Path) -> dict:
+    """The bundle's ``evaluate`` config on one split with ``checkpoint``; returns its ``summary.json``."""
+    run_bundle(bundle, "evaluate", **overrides, ckpt_path=str(checkpoint), eval_split=split, eval_dir=str(eval_dir))
+    return json.loads((eval_dir / "summary.json").read_text())
+
+
+def final_checkpoint(run_dir: pathlib.Path) -> str:
+    checkpoint = latest_checkpoint(str(run_dir / "checkpoints"))
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint_epoch=*.pt under {run_dir / 'checkpoints'}")
+    return checkpoint
+
+
+def load_final_network(bundle: str, overrides: dict, run_dir: pathlib.Path) -> torch.nn.Module:
     from monai.bundle import ConfigParser
 
-    from medseg_dropclass.engine import latest_checkpoint
-
     parser = ConfigParser()
-    parser.read_config(config_file)
+    parser.read_config(config_files(bundle, "train"))
     parser.update({**overrides, "device": "$torch.device('cpu')"})
     network = parser.get_parsed_content("network_def")
-    checkpoint = latest_checkpoint(str(output_dir / "run" / "checkpoints"))
-    if checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint_epoch=*.pt under {output_dir / 'run' / 'checkpoints'}")
-    network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["network"])
+    network.load_state_dict(torch.load(final_checkpoint(run_dir), map_location="cpu", weights_only=False)["network"])
     return network.eval()
 
 
@@ -122,25 +144,29 @@ def run_study(
     seeds: Sequence[int],
     max_epochs: int,
     dataset_dir: Optional[str] = None,
-    config_file: str = str(BUNDLE / "train.yaml"),
+    bundle: str = BUNDLE,
     extra_overrides: Optional[dict] = None,
 ) -> dict:
     """Train and evaluate every arm for every seed; write summaries and return the collected results."""
-    from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, decathlon_dataset, make_phantom_dataset, read_dataset_json
+    from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, make_phantom_dataset, read_dataset_json
 
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    bundle = str(find_bundle(bundle))
     out = pathlib.Path(output_dir).resolve()
     data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d"
-    if not (data / "dataset.json").is_file():
+    if dataset_dir is None and not (data / "dataset.json").is_file():
         make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
     info = read_dataset_json(data)
-    counts = decathlon_class_counts(data / "dataset.json")["counts"]
+    counts = decathlon_class_counts(info.path)["counts"]
     share = (counts / counts.sum()).tolist()
-    tests = {split: decathlon_dataset(data / "dataset.json", split, train=False) for split in SPLITS}
+    splits = evaluation_splits(info.path)
     val_interval = max(1, max_epochs // 4)
-    results: dict = {"class_names": info.class_names, "class_share": share, "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds)}
+    results: dict = {
+        "bundle": pathlib.Path(bundle).name, "class_names": info.class_names, "class_share": share, "splits": splits,
+        "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds),
+    }
     for arm in arms:
         description, overrides, multiplier = ARMS[arm]
         results["arms"][arm] = {"description": description, "seeds": {}}
@@ -152,21 +178,23 @@ def run_study(
             }
             arm_dir = out / arm / f"seed{seed}"
             print(f"[{arm} seed {seed}] training {epochs} epochs", flush=True)
-            cost = train_arm(full, arm_dir, config_file)
-            network = load_final_network(full, arm_dir, config_file)
+            cost = train_arm(bundle, full, arm_dir)
+            checkpoint = final_checkpoint(arm_dir / "run")
+            evaluated = {**full, "output_dir": str(arm_dir / "run"), "class_share": share}
             entry = {"cost": cost, "summaries": {}}
-            for split, dataset in tests.items():
-                summary = summarize_cases(evaluate_cases(network, dataset, info.num_classes), info.class_names, share)
-                write_summary(summary, str(arm_dir / f"summary_{split}.json"))
-                entry["summaries"][split] = summary
-            from medseg_dropclass.analysis.similarity import class_weight_similarity, similarity_summary
+            for split in splits:
+                entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
+            from medseg_dropclass.similarity import class_weight_similarity, similarity_summary
 
-            similarity = class_weight_similarity(network.head.classifier.weight)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
+            weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
+            similarity = class_weight_similarity(weight)
             entry["similarity"] = {"matrix": similarity.tolist(), **similarity_summary(similarity, share)}
             (arm_dir / "result.json").write_text(json.dumps(entry, indent=2))
             results["arms"][arm]["seeds"][seed] = entry
+            first = splits[0]
             print(f"[{arm} seed {seed}] {cost['seconds']:.0f} s, peak {cost['peak_memory_mib']:.0f} MiB, "
-                  f"foreground Dice {entry['summaries']['test']['foreground_mean']['Dice']:.3f} (test)", flush=True)
+                  f"foreground Dice {entry['summaries'][first]['foreground_mean']['Dice']:.3f} ({first})", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
@@ -222,9 +250,10 @@ def write_report(results: dict, output_dir: str, reference: str = "baseline") ->
         t, _ = _stats([c["seconds"] for c in costs])
         m, _ = _stats([c["peak_memory_mib"] for c in costs])
         lines.append(f"| {arm} | {results['arms'][arm]['description']} | {t:.0f} | {m:.0f} |")
-    for split in SPLITS:
+    splits = results["splits"]
+    for split in splits:
         for metric in ("IoU", "Dice"):
-            lines += ["", f"## {metric}, {'in-distribution test' if split == 'test' else 'context-shifted test'}", ""]
+            lines += ["", f"## {metric}, split `{split}`", ""]
             lines.append("| class | share | " + " | ".join(arms) + " |")
             lines.append("|---|---:|" + "---:|" * len(arms))
             table = {arm: _per_class(results, arm, split, metric) for arm in arms}
@@ -247,14 +276,15 @@ def write_report(results: dict, output_dir: str, reference: str = "baseline") ->
         for arm in arms:
             if arm == reference:
                 continue
-            for split in SPLITS:
+            for split in splits:
                 for name in names[1:]:
                     d = [v for v in _paired_differences(results, arm, reference, split, name) if not math.isnan(v)]
                     if not d:
                         continue
                     lines.append(f"| {arm} | {split} | {name} | {sum(d) / len(d):+.3f} | {len(d)} | {paired_sign_flip_test(d):.3g} |")
-        figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-        for axis, split in zip(axes, SPLITS):
+        figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.5), sharey=True, squeeze=False)
+        axes = axes[0]
+        for axis, split in zip(axes, splits):
             base = _per_class(results, reference, split, "IoU")
             for arm in arms:
                 if arm == reference:
@@ -268,7 +298,7 @@ def write_report(results: dict, output_dir: str, reference: str = "baseline") ->
             for k, name in enumerate(names):
                 axis.annotate(name, (max(share[k], 1e-6), 0), fontsize=6, rotation=60, alpha=0.6)
         axes[0].set_ylabel(f"IoU minus {reference} IoU (mean over seeds)")
-        axes[1].legend(fontsize=7)
+        axes[-1].legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(out / "delta_iou_vs_frequency.png", dpi=100)
         plt.close(figure)
@@ -283,14 +313,16 @@ def write_report(results: dict, output_dir: str, reference: str = "baseline") ->
     return report
 
 
-def write_figures(results: dict, output_dir: str, config_file: str = str(BUNDLE / "train.yaml")) -> List[pathlib.Path]:
-    """Similarity heatmap and Grad-CAM overlays (first context-shifted test case) per arm, first seed."""
+def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
+    """Similarity heatmap and Grad-CAM overlays (first case of the last evaluation split) per arm, first seed."""
+    from monai.bundle import ConfigParser
+
     from medseg_dropclass.analysis.gradcam import save_gradcam_overlays
-    from medseg_dropclass.analysis.similarity import save_similarity_heatmap
-    from medseg_dropclass.data import decathlon_dataset
+    from medseg_dropclass.similarity import save_similarity_heatmap
 
     out = pathlib.Path(output_dir)
     names = results["class_names"]
+    bundle = results.get("bundle", BUNDLE)
     written = []
     for arm, entry in results["arms"].items():
         seed, first = next(iter(entry["seeds"].items()))
@@ -298,9 +330,13 @@ def write_figures(results: dict, output_dir: str, config_file: str = str(BUNDLE 
         written.append(pathlib.Path(save_similarity_heatmap(matrix, names, str(out / f"similarity_{arm}.png"), f"{arm}: class weight similarity")))
         arm_dir = out / arm / f"seed{seed}"
         overrides = json.loads((arm_dir / "args.json").read_text())
-        network = load_final_network(overrides, arm_dir, config_file)
-        data = pathlib.Path(overrides["dataset_dir"]) / "dataset.json"
-        sample = decathlon_dataset(data, "test_shifted", train=False, cache=False)[0]
+        network = load_final_network(bundle, overrides, arm_dir / "run")
+        parser = ConfigParser()
+        parser.read_config(config_files(bundle, "train"))
+        parser.update(overrides)
+        split = results["splits"][-1]
+        items = parser.get_parsed_content("val_datalist") if split == "validation" else parser.get_parsed_content("datalist")(split)
+        sample = parser.get_parsed_content("preprocessing").transforms("inference")({"image": items[0]["image"]})
         written.append(save_gradcam_overlays(network, sample["image"].as_tensor(), names, str(out / f"gradcam_{arm}.png")))
     return written
 
@@ -313,6 +349,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--output-dir", default="outputs/compare")
+    parser.add_argument("--bundle", default=BUNDLE, help="a shipped bundle's name or a bundle folder (default: %(default)s)")
     parser.add_argument("--dataset-dir", default=None, help="a Decathlon-format dataset (default: the 2D phantoms)")
     parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
     args = parser.parse_args(argv)
@@ -321,7 +358,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
-    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), args.max_epochs, args.dataset_dir)
+    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), args.max_epochs, args.dataset_dir, args.bundle)
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)

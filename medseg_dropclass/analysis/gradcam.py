@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from medseg_dropclass.validation import interpolation_mode
+
 __all__ = ["class_gradcam", "save_gradcam_overlays"]
 
 
@@ -50,7 +52,7 @@ def class_gradcam(network: torch.nn.Module, image: torch.Tensor, class_index: in
     features, gradients = captured["features"], captured["features"].grad
     weights = gradients.mean(dim=tuple(range(2, gradients.ndim)), keepdim=True)
     cam = torch.relu((weights * features).sum(1, keepdim=True)).detach()
-    mode = ("linear", "bilinear", "trilinear")[image.ndim - 2]
+    mode = interpolation_mode(image.ndim - 1)
     cam = F.interpolate(cam, size=image.shape[1:], mode=mode, align_corners=False)[0, 0]
     peak = cam.max()
     return cam / peak if peak > 0 else cam

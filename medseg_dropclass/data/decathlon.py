@@ -8,27 +8,13 @@ files are read by MONAI's ITK or nibabel readers, every pair is checked by
 
 import json
 import pathlib
-import random
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from monai.data import load_decathlon_datalist
-from monai.transforms import (
-    ClassesToIndicesd,
-    Compose,
-    DeleteItemsd,
-    EnsureTyped,
-    LoadImaged,
-    NormalizeIntensityd,
-    Orientationd,
-    RandCropByLabelClassesd,
-    RandFlipd,
-    ScaleIntensityRanged,
-    Spacingd,
-    SpatialPadd,
-)
+from monai.data import load_decathlon_datalist, partition_dataset
 
-from medseg_dropclass.data.transforms import CacheDataset, DatasetError, Dataset, VerifyPaird, verify_keys
+from medseg_dropclass.data.preprocessing import DecathlonPreprocessing
+from medseg_dropclass.data.transforms import CacheDataset, DatasetError, Dataset, NamedErrorsCompose, verify_keys
 
 __all__ = [
     "DecathlonInfo",
@@ -55,6 +41,11 @@ class DecathlonInfo:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def num_channels(self) -> int:
+        """Image channels: one per ``modality`` entry (MSD's ``"4D"`` tasks are multi-channel 3D)."""
+        return len(self.modalities)
+
 
 def read_dataset_json(path: Union[str, pathlib.Path]) -> DecathlonInfo:
     """Read and check a ``dataset.json``; labels must be numbered ``0..K-1``.
@@ -80,12 +71,13 @@ def read_dataset_json(path: Union[str, pathlib.Path]) -> DecathlonInfo:
     if sorted(numbered) != list(range(len(numbered))) or len(numbered) < 2:
         raise DatasetError(f"{path}: 'labels' must number at least 2 classes 0..K-1, got {sorted(numbered)}")
     modality = content.get("modality", {"0": "image"})
-    dims = content.get("tensorImageSize")
+    # "4D" in MSD means a multi-channel 3D image (channels = modalities), e.g. Task01_BrainTumour
+    spatial_dims = {"2D": 2, "3D": 3, "4D": 3}.get(str(content.get("tensorImageSize", "")).upper())
     return DecathlonInfo(
         path=path,
         class_names=[numbered[k] for k in range(len(numbered))],
         modalities=[str(modality[k]) for k in sorted(modality, key=int)],
-        spatial_dims=int(dims[0]) if isinstance(dims, str) and dims[:1] in ("2", "3") else None,
+        spatial_dims=spatial_dims,
     )
 
 
@@ -117,86 +109,30 @@ def decathlon_datalist(
 def split_datalist(
     datalist: Sequence[Dict[str, str]], validation_fraction: float = 0.2, seed: int = 0
 ) -> Tuple[List[Dict[str, str]], List[Dict[str, str]]]:
-    """Deterministic train/validation split (MSD tasks ship no validation split)."""
+    """Deterministic train/validation split (MSD tasks ship no validation split), through
+    ``monai.data.partition_dataset``; both parts hold at least one case."""
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction={validation_fraction} is outside the allowed range (0, 1)")
     if len(datalist) < 2:
         raise DatasetError(f"cannot split {len(datalist)} case(s) into training and validation")
-    order = list(range(len(datalist)))
-    random.Random(seed).shuffle(order)
     count = min(max(1, round(validation_fraction * len(datalist))), len(datalist) - 1)
-    validation = sorted(order[:count])
-    training = sorted(order[count:])
-    return [datalist[i] for i in training], [datalist[i] for i in validation]
+    training, validation = partition_dataset(
+        list(datalist), ratios=[len(datalist) - count, count], shuffle=True, seed=seed
+    )
+    return training, validation
 
 
 def decathlon_transforms(
-    spatial_dims: int,
-    num_classes: int,
-    train: bool,
-    pixdim: Optional[Sequence[float]] = None,
-    intensity: Union[str, Tuple[float, float]] = "zscore",
-    crop_size: Optional[Sequence[int]] = None,
-    class_ratios: Optional[Sequence[float]] = None,
-    num_crops: int = 1,
-    image_channels: Optional[int] = 1,
-    reader: Optional[str] = None,
-    with_label: bool = True,
-) -> Compose:
-    """MONAI transforms from files to ``{"image": (C, *spatial), "label": (1, *spatial)}``.
+    spatial_dims: int, num_classes: int, train: bool, with_label: bool = True, image_channels: Optional[int] = 1, **options
+) -> NamedErrorsCompose:
+    """The transforms of :class:`DecathlonPreprocessing` for one stage: ``train`` (random crops and flips),
+    else ``evaluate`` (the label stays on its own grid) or, without labels, ``inference``.
 
-    Args:
-        spatial_dims: 2 or 3.
-        num_classes: classes ``K`` (labels are checked against ``0..K-1``).
-        train: add the random rare-class-aware crop and flips.
-        pixdim: target spacing in mm (``None``: keep the file's spacing).
-        intensity: ``"zscore"`` (per image, over the non-zero voxels) or a CT window
-            ``(low, high)`` in HU scaled to ``[0, 1]``.
-        crop_size: training crop (``None``: whole images). Crop centres are chosen per class with
-            ``class_ratios`` (default: every class equally often, which oversamples rare classes).
-        num_crops: crops per loaded case (training).
-        image_channels: expected image channels (``None``: any).
-        reader: ``"ITKReader"``, ``"NibabelReader"`` or ``None`` (MONAI picks by file suffix).
-        with_label: ``False`` for inference on images alone.
+    ``options`` are :class:`DecathlonPreprocessing`'s (``pixdim``, ``intensity``, ``crop_size``,
+    ``class_ratios``, ``num_crops``, ``reader``, ``ignore_index``).
     """
-    keys = ["image", "label"] if with_label else ["image"]
-    steps: list = [LoadImaged(keys=keys, reader=reader, ensure_channel_first=True, image_only=True)]
-    if with_label:
-        steps.append(VerifyPaird("image", "label", num_classes=num_classes, image_channels=image_channels))
-    steps.append(Orientationd(keys=keys, axcodes="RAS"[:spatial_dims], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
-    if pixdim is not None:
-        if len(pixdim) != spatial_dims:
-            raise ValueError(f"pixdim {tuple(pixdim)} needs {spatial_dims} values (one per spatial axis)")
-        steps.append(Spacingd(keys=keys, pixdim=tuple(pixdim), mode=("bilinear", "nearest")[: len(keys)]))
-    if intensity == "zscore":
-        steps.append(NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True))
-    elif isinstance(intensity, (tuple, list)) and len(intensity) == 2:
-        steps.append(ScaleIntensityRanged(keys="image", a_min=intensity[0], a_max=intensity[1], b_min=0.0, b_max=1.0, clip=True))
-    else:
-        raise ValueError(f"intensity={intensity!r} is not 'zscore' or a (low, high) window")
-    if train and with_label:
-        if crop_size is not None:
-            if len(crop_size) != spatial_dims:
-                raise ValueError(f"crop_size {tuple(crop_size)} needs {spatial_dims} values")
-            steps.append(SpatialPadd(keys=keys, spatial_size=tuple(crop_size)))
-            # where each class is: computed once, in the cached (deterministic) part of the pipeline
-            steps.append(ClassesToIndicesd(keys="label", num_classes=num_classes, indices_postfix="_class_indices"))
-            steps.append(
-                RandCropByLabelClassesd(
-                    keys=keys,
-                    label_key="label",
-                    spatial_size=tuple(crop_size),
-                    num_classes=num_classes,
-                    ratios=list(class_ratios) if class_ratios is not None else [1.0] * num_classes,
-                    num_samples=num_crops,
-                    indices_key="label_class_indices",
-                    warn=False,
-                )
-            )
-            steps.append(DeleteItemsd(keys="label_class_indices"))
-        steps += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(spatial_dims)]
-    steps.append(EnsureTyped(keys=keys, track_meta=not train))
-    return Compose(steps)
+    stage = "inference" if not with_label else "train" if train else "evaluate"
+    return DecathlonPreprocessing(spatial_dims, num_classes, image_channels, **options).transforms(stage)
 
 
 def decathlon_dataset(
@@ -209,7 +145,7 @@ def decathlon_dataset(
 ) -> Dataset:
     """A (cached) MONAI dataset of one split; ``transform_kwargs`` go to :func:`decathlon_transforms`.
 
-    ``spatial_dims`` and ``num_classes`` default to what ``dataset.json`` says.
+    ``spatial_dims``, ``num_classes`` and ``image_channels`` default to what ``dataset.json`` says.
     """
     info = read_dataset_json(dataset_json)
     if datalist is None:
@@ -217,9 +153,9 @@ def decathlon_dataset(
     transform_kwargs.setdefault("num_classes", info.num_classes)
     if "spatial_dims" not in transform_kwargs:
         if info.spatial_dims is None:
-            raise DatasetError(f"{info.path}: no 'tensorImageSize'; pass spatial_dims explicitly")
+            raise DatasetError(f"{info.path}: no 'tensorImageSize' (2D, 3D or 4D); pass spatial_dims explicitly")
         transform_kwargs["spatial_dims"] = info.spatial_dims
-    transform_kwargs.setdefault("image_channels", len(info.modalities))
+    transform_kwargs.setdefault("image_channels", info.num_channels)
     transform = decathlon_transforms(train=train, **transform_kwargs)
     if cache:
         return CacheDataset(datalist, transform, cache_rate=1.0, num_workers=0, progress=False)

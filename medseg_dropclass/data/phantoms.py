@@ -16,6 +16,7 @@ NIfTI with a rotated, anisotropic affine, written as::
 
 import json
 import math
+import os
 import pathlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
@@ -24,7 +25,7 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["PHANTOM_CLASSES", "PhantomConfig", "make_phantom_dataset", "render_case", "DEFAULT_2D", "DEFAULT_3D"]
+__all__ = ["PHANTOM_CLASSES", "PhantomConfig", "make_phantom_dataset", "ensure_phantoms", "render_case", "DEFAULT_2D", "DEFAULT_3D"]
 
 PHANTOM_CLASSES = ["background", "organ_large", "organ_medium", "organ_small", "lesion_a", "lesion_b", "lesion_c"]
 # class -> mean intensity; lesions overlap other organs' intensities on purpose
@@ -220,3 +221,21 @@ def make_phantom_dataset(root: str, config: PhantomConfig = DEFAULT_2D, progress
     path = out / "dataset.json"
     path.write_text(json.dumps(dataset, indent=2))
     return path
+
+
+def ensure_phantoms(dataset_dir: str, spatial_dims: int) -> str:
+    """Generate the default phantom dataset into ``dataset_dir`` if that folder is missing or empty.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` exists, is not empty and holds no ``dataset.json``
+            (a wrong path: nothing is written into someone else's folder).
+    """
+    if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
+        return dataset_dir
+    if os.path.exists(dataset_dir) and (not os.path.isdir(dataset_dir) or os.listdir(dataset_dir)):
+        raise FileNotFoundError(
+            f"dataset_dir {dataset_dir!r} holds no dataset.json; point it at a Decathlon-format dataset, "
+            "or at a missing/empty folder to generate the phantoms there"
+        )
+    make_phantom_dataset(dataset_dir, DEFAULT_2D if spatial_dims == 2 else DEFAULT_3D)
+    return dataset_dir

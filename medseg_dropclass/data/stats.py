@@ -8,8 +8,9 @@ import torch
 from tqdm import tqdm
 
 from medseg_dropclass.data.transforms import DatasetError, source_name
+from medseg_dropclass.validation import check_label_values
 
-__all__ = ["count_classes", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
+__all__ = ["count_classes", "class_share", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
 
 RARE, VERY_RARE = 0.01, 0.001
 
@@ -43,10 +44,7 @@ def count_classes(
             ignored += int((~keep).sum())
             label = label[keep]
         if label.numel() and (label.min() < 0 or label.max() >= num_classes):
-            bad = label[(label < 0) | (label >= num_classes)][0]
-            raise DatasetError(
-                f"{source_name(loaded, 'label')}: label value {int(bad)} outside the classes 0..{num_classes - 1}"
-            )
+            check_label_values(label.unique(), num_classes, None, source_name(loaded, "label"), DatasetError)
         counts += torch.bincount(label, minlength=num_classes)
         cases += 1
     return {"counts": counts, "ignored": ignored, "cases": cases}
@@ -61,6 +59,14 @@ def decathlon_class_counts(dataset_json, split: str = "training", progress: bool
     info = read_dataset_json(dataset_json)
     loader = Compose([LoadImaged("label", image_only=True)])
     return count_classes(decathlon_datalist(info.path, split), loader, info.num_classes, progress=progress)
+
+
+def class_share(
+    datalist: Sequence[Mapping], load_label: Callable[[Mapping], Mapping], num_classes: int, ignore_index: Optional[int] = None
+) -> List[float]:
+    """Share of each class in the labelled pixels of ``datalist`` (``load_label``: e.g. a preprocessing's ``"label"`` stage)."""
+    counts = count_classes(datalist, load_label, num_classes, ignore_index, progress=False)["counts"].double()
+    return (counts / counts.sum().clamp_min(1)).tolist()
 
 
 def class_table(counts: torch.Tensor, class_names: Sequence[str]) -> List[Dict[str, object]]:

@@ -7,9 +7,13 @@ import torch
 from monai.config import KeysCollection
 from monai.data import CacheDataset as MonaiCacheDataset
 from monai.data import Dataset as MonaiDataset
-from monai.transforms import MapTransform
+from monai.transforms import Compose, MapTransform
 
-__all__ = ["DatasetError", "VerifyPaird", "LookupLabelsd", "source_name", "NamedErrors", "CacheDataset", "Dataset"]
+from medseg_dropclass.validation import check_label_values
+
+__all__ = [
+    "DatasetError", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset",
+]
 
 
 class DatasetError(ValueError):
@@ -30,10 +34,19 @@ def _spatial_affine(value: object) -> Optional[np.ndarray]:
     return None if affine is None else np.asarray(affine, dtype=np.float64)
 
 
+def check_finite(image: object, image_file: str) -> None:
+    """Raise :class:`DatasetError` naming the file and the count of NaN/Inf voxels."""
+    values = torch.as_tensor(image)
+    if values.is_floating_point():
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise DatasetError(f"{image_file}: image holds {bad} non-finite voxel(s) (NaN/Inf)")
+
+
 class VerifyPaird(MapTransform):
     """Check a loaded image/label pair (channel-first) before anything resamples it.
 
-    Checks: image channel count, one label channel, equal spatial shapes, equal geometry (affine
+    Checks: image channel count, finite image values, one label channel, equal spatial shapes, equal geometry (affine
     within ``affine_tolerance`` mm), integer label values, and every label value a class in
     ``0..num_classes-1`` or ``ignore_index``. Nothing is clipped or skipped: a problem raises
     :class:`DatasetError` naming the file.
@@ -70,6 +83,7 @@ class VerifyPaird(MapTransform):
             raise DatasetError(
                 f"{image_file}: image has {image.shape[0]} channel(s), expected {self.image_channels}"
             )
+        check_finite(image, image_file)
         if label.shape[0] != 1:
             raise DatasetError(f"{label_file}: label has {label.shape[0]} channels, expected 1 (a class-index map)")
         if tuple(image.shape[1:]) != tuple(label.shape[1:]):
@@ -92,16 +106,23 @@ class VerifyPaird(MapTransform):
     def check_values(self, label: torch.Tensor, label_file: str) -> None:
         if label.is_floating_point() and not torch.equal(label, label.round()):
             raise DatasetError(f"{label_file}: label holds non-integer values; expected class indices")
-        values = torch.unique(label).long().tolist()
-        bad = [v for v in values if not (0 <= v < self.num_classes) and v != self.ignore_index]
-        if bad:
-            allowed = f"0..{self.num_classes - 1}"
-            if self.ignore_index is not None:
-                allowed += f" or ignore_index={self.ignore_index}"
-            raise DatasetError(
-                f"{label_file}: label value {bad[0]} outside the classes {allowed} (num_classes={self.num_classes})"
-                + (f"; other bad values: {bad[1:]}" if len(bad) > 1 else "")
-            )
+        check_label_values(torch.unique(label).long(), self.num_classes, self.ignore_index, label_file, DatasetError)
+
+
+class VerifyImaged(MapTransform):
+    """Check an image's channel count (inference has no label to pair with); names the file."""
+
+    def __init__(self, keys: KeysCollection, channels: Optional[int]) -> None:
+        super().__init__(keys)
+        self.channels = channels
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if self.channels is not None and d[key].shape[0] != self.channels:
+                raise DatasetError(f"{source_name(d, key)}: image has {d[key].shape[0]} channel(s), the model expects {self.channels}")
+            check_finite(d[key], source_name(d, key))
+        return d
 
 
 class LookupLabelsd(MapTransform):
@@ -157,15 +178,15 @@ def find_dataset_error(error: BaseException) -> Optional[DatasetError]:
     return None
 
 
-class NamedErrors:
-    """Dataset mixin: a transform's :class:`DatasetError` surfaces as itself, not as MONAI's
-    ``RuntimeError("applying transform ...")`` wrapper that hides the file name."""
+class NamedErrorsCompose(Compose):
+    """``Compose`` whose :class:`DatasetError` surfaces as itself, not inside MONAI's
+    ``RuntimeError("applying transform ...")`` wrapper that hides the file name.
 
-    def __getitem__(self, index):
-        return _with_named_errors(super().__getitem__, index)
+    ``CacheDataset`` runs its caching pass through ``Compose.__call__``, so this covers it too.
+    """
 
-    def _load_cache_item(self, idx: int):  # CacheDataset's caching pass
-        return _with_named_errors(super()._load_cache_item, idx)
+    def __call__(self, input_, start=0, end=None, threading=False, lazy=None):
+        return _with_named_errors(super().__call__, input_, start, end, threading, lazy)
 
 
 def _with_named_errors(call, *args):
@@ -178,9 +199,21 @@ def _with_named_errors(call, *args):
         raise DatasetError(str(named)) from error
 
 
+class NamedErrors:
+    """Dataset mixin: ``dataset[i]`` raises the transform's :class:`DatasetError`, not MONAI's wrapper."""
+
+    def __getitem__(self, index):
+        return _with_named_errors(super().__getitem__, index)
+
+
 class Dataset(NamedErrors, MonaiDataset):
     """``monai.data.Dataset`` whose data errors name the file."""
 
 
 class CacheDataset(NamedErrors, MonaiCacheDataset):
-    """``monai.data.CacheDataset`` whose data errors name the file."""
+    """``monai.data.CacheDataset`` whose data errors name the file (give it a :class:`NamedErrorsCompose`)."""
+
+    def __init__(self, data, transform, **kwargs) -> None:
+        if isinstance(transform, Compose) and not isinstance(transform, NamedErrorsCompose):
+            transform = NamedErrorsCompose(transform.transforms)
+        super().__init__(data, transform, **kwargs)

@@ -1,39 +1,20 @@
 """MONAI engine glue: the only place that knows ignite and bundles."""
 
-from medseg_dropclass.engine.checks import (
-    VerifyImaged,
-    bundle_root,
-    check_batches,
-    check_types,
-    ensure_phantoms,
-    image_datalist,
-    latest_checkpoint,
-    require_dir,
-    require_file,
-)
+from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
+from medseg_dropclass.engine.checkpoints import latest_checkpoint
 from medseg_dropclass.engine.controller import DropClassController
-from medseg_dropclass.engine.io import SaveLabelPNGd
-from medseg_dropclass.engine.handlers import (
-    DropClassTensorBoardHandler,
-    OverlayImageHandler,
-    PerClassSegmentationMetric,
-    unwrap,
-)
+from medseg_dropclass.engine.handlers import DropClassTensorBoardHandler, OverlayImageHandler, SegmentationEvaluation, unwrap
 
 __all__ = [
     "DropClassController",
     "DropClassTensorBoardHandler",
     "OverlayImageHandler",
-    "PerClassSegmentationMetric",
-    "VerifyImaged",
-    "SaveLabelPNGd",
-    "bundle_root",
-    "check_batches",
-    "ensure_phantoms",
-    "image_datalist",
-    "check_types",
+    "SegmentationEvaluation",
+    "available_bundles",
+    "bundles_dir",
+    "config_files",
+    "find_bundle",
     "latest_checkpoint",
-    "require_dir",
-    "require_file",
+    "run_bundle",
     "unwrap",
 ]

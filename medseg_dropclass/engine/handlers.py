@@ -1,7 +1,9 @@
-"""Ignite handlers and metrics for DropClass training in MONAI bundles."""
+"""Ignite handlers and the evaluation metric of the MONAI bundles."""
 
+import json
 import math
-from typing import Any, Callable, Dict, Optional, Sequence
+import pathlib
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -9,12 +11,12 @@ import torch.distributed as dist
 from ignite.engine import Events
 from ignite.metrics import Metric
 
-from medseg_dropclass.analysis.similarity import class_weight_similarity
 from medseg_dropclass.engine.controller import DropClassController
 from medseg_dropclass.losses import DropClassLoss
-from medseg_dropclass.metrics import confusion_matrix, per_class_dice, per_class_iou
+from medseg_dropclass.metrics import confusion_matrix, summarize_cases
+from medseg_dropclass.similarity import class_weight_similarity, similarity_figure
 
-__all__ = ["DropClassTensorBoardHandler", "PerClassSegmentationMetric", "OverlayImageHandler", "unwrap"]
+__all__ = ["DropClassTensorBoardHandler", "SegmentationEvaluation", "OverlayImageHandler", "unwrap"]
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -80,44 +82,37 @@ class DropClassTensorBoardHandler:
         self.writer.flush()
 
     def similarity_image(self) -> np.ndarray:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        similarity = class_weight_similarity(unwrap(self.network).head.classifier.weight).cpu().numpy()
-        k = similarity.shape[0]
-        names = self.class_names or [str(i) for i in range(k)]
-        figure, axis = plt.subplots(figsize=(2 + 0.4 * k, 1.5 + 0.4 * k), dpi=80)
-        shown = axis.imshow(similarity, vmin=-1, vmax=1, cmap="coolwarm")
-        axis.set_xticks(range(k))
-        axis.set_xticklabels(names, rotation=90, fontsize=7)
-        axis.set_yticks(range(k))
-        axis.set_yticklabels(names, fontsize=7)
-        axis.set_title("cosine similarity of class weights", fontsize=9)
-        figure.colorbar(shown, ax=axis, fraction=0.046)
-        figure.tight_layout()
+        similarity = class_weight_similarity(unwrap(self.network).head.classifier.weight)
+        names = self.class_names or [str(i) for i in range(similarity.shape[0])]
+        figure = similarity_figure(similarity, names, annotate=False)
         image = _figure_to_image(figure)
         plt.close(figure)
         return image
 
 
-class PerClassSegmentationMetric(Metric):
-    """Per-class IoU and Dice from one confusion matrix over the whole evaluation (ignore_index excluded).
+class SegmentationEvaluation(Metric):
+    """The project's one evaluation: per case, nnU-Net semantics, on whatever the evaluator's inferer produced.
 
-    The metric's own value (for best-checkpoint selection) is the mean Dice over the classes present
-    in the target or the prediction, background excluded unless ``include_background``. Per-class
-    values and the mean IoU are also written to ``engine.state.metrics`` as ``dice/<class>``,
-    ``iou/<class>`` and ``mean_iou``, so MONAI's ``TensorBoardStatsHandler`` logs them. Reduced over
-    ranks under ``torch.distributed``.
+    Every case gets its own confusion matrix (``ignore_index`` excluded); :func:`medseg_dropclass.metrics.summarize_cases`
+    turns them into per-case and mean per-class Dice/IoU (a class absent from a case's reference and
+    prediction has no value there and is left out of the means), the pooled dataset metrics and, given
+    ``class_share``, the frequency-bin means. The metric's value (for ``model.pt`` selection) is the mean
+    over classes of the per-case mean Dice, background excluded unless ``include_background``. Per-class
+    means go to ``engine.state.metrics`` as ``dice/<class>`` and ``iou/<class>`` (NaN where no case has a
+    value) plus ``mean_iou``, for MONAI's TensorBoard and metrics-saver handlers. Under
+    ``torch.distributed`` the cases of every rank are gathered.
 
     Args:
         num_classes: classes ``K``.
         class_names: names used in the metric keys (default ``0..K-1``).
         ignore_index: label value left out.
-        include_background: count class 0 in the means.
-        output_transform: engine output -> ``(predictions, labels)``; predictions are per-sample
-            ``(K, *spatial)`` scores or ``(1, *spatial)`` class maps, labels ``(1, *spatial)``.
+        include_background: count class 0 in the mean.
+        class_share: share of each class in the training pixels (for the frequency bins).
+        summary_path: where to write the ``summary.json`` (nnU-Net's layout) at every completion.
+        output_transform: engine output -> ``(predictions, labels)``; per case ``(1, *spatial)`` class maps
+            or ``(K, *spatial)`` scores, and ``(1, *spatial)`` labels (with the label file in their meta).
     """
 
     def __init__(
@@ -126,6 +121,8 @@ class PerClassSegmentationMetric(Metric):
         class_names: Optional[Sequence[str]] = None,
         ignore_index: int = 255,
         include_background: bool = False,
+        class_share: Optional[Sequence[float]] = None,
+        summary_path: Optional[str] = None,
         output_transform: Callable = lambda output: output,
     ) -> None:
         self.num_classes = int(num_classes)
@@ -134,43 +131,49 @@ class PerClassSegmentationMetric(Metric):
             raise ValueError(f"{len(self.class_names)} class names for num_classes={num_classes}")
         self.ignore_index = ignore_index
         self.include_background = include_background
+        self.class_share = list(class_share) if class_share is not None else None
+        self.summary_path = summary_path
+        self.summary: Optional[dict] = None
         super().__init__(output_transform=output_transform)
 
     def reset(self) -> None:
-        self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        self.cases: List[dict] = []
 
     def update(self, output: Sequence[Any]) -> None:
         predictions, labels = output
-        if isinstance(predictions, torch.Tensor) and predictions.ndim > 0 and not isinstance(labels, list):
+        if isinstance(predictions, torch.Tensor) and not isinstance(labels, list):
             predictions, labels = list(predictions), list(labels)
         for prediction, label in zip(predictions, labels):
             prediction = torch.as_tensor(prediction).detach().cpu()
             classes = prediction.argmax(0) if prediction.shape[0] > 1 else prediction[0]
-            self.matrix += confusion_matrix(classes, torch.as_tensor(label).detach().cpu()[0], self.num_classes, self.ignore_index)
+            matrix = confusion_matrix(classes, torch.as_tensor(label).detach().cpu()[0], self.num_classes, self.ignore_index)
+            meta = getattr(label, "meta", {}) or {}
+            reference = str(meta.get("filename_or_obj", f"case_{len(self.cases)}"))
+            self.cases.append({"reference": reference, "confusion": matrix.tolist()})
 
-    def per_class(self) -> Dict[str, torch.Tensor]:
-        matrix = self.matrix.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(matrix)
-        return {"iou": per_class_iou(matrix), "dice": per_class_dice(matrix)}
-
-    def _mean(self, values: torch.Tensor) -> float:
-        start = 0 if self.include_background else 1
-        kept = values[start:]
-        kept = kept[~torch.isnan(kept)]
-        return float(kept.mean()) if kept.numel() else 0.0
+    def _all_cases(self) -> List[dict]:
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.cases
+        gathered: List[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self.cases)
+        return sorted((case for part in gathered for case in part), key=lambda case: case["reference"])
 
     def compute(self) -> float:
-        return self._mean(self.per_class()["dice"])
+        self.summary = summarize_cases(self._all_cases(), self.class_names, self.class_share, self.include_background)
+        value = self.summary["foreground_mean"]["Dice"]
+        return 0.0 if math.isnan(value) else value  # nothing to score at all: worst, never "best"
 
     def completed(self, engine: Any, name: str) -> None:
-        values = self.per_class()
-        engine.state.metrics[name] = self._mean(values["dice"])
-        engine.state.metrics["mean_iou"] = self._mean(values["iou"])
-        for k, class_name in enumerate(self.class_names):
-            for kind in ("dice", "iou"):
-                value = float(values[kind][k])
-                engine.state.metrics[f"{kind}/{class_name}"] = 0.0 if math.isnan(value) else value
+        engine.state.metrics[name] = self.compute()
+        summary = self.summary
+        engine.state.metrics["mean_iou"] = summary["foreground_mean"]["IoU"]
+        for class_name in self.class_names:
+            engine.state.metrics[f"dice/{class_name}"] = summary["mean"][class_name]["Dice"]
+            engine.state.metrics[f"iou/{class_name}"] = summary["mean"][class_name]["IoU"]
+        if self.summary_path is not None and (not dist.is_initialized() or dist.get_rank() == 0):
+            path = pathlib.Path(self.summary_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=2, allow_nan=True))
 
 
 class OverlayImageHandler:
@@ -199,29 +202,26 @@ class OverlayImageHandler:
             return
         output = engine.state.output
         sample = output[0] if isinstance(output, list) else {k: v[0] for k, v in output.items() if isinstance(v, torch.Tensor)}
-        self.writer.add_image(self.tag, self.panel(sample["image"], sample["label"], sample["pred"]), self.step_transform(engine))
+        image = sample.get("image_display", sample["image"])
+        self.writer.add_image(self.tag, self.panel(image, sample["label"], sample["pred"]), self.step_transform(engine))
 
     def panel(self, image: torch.Tensor, label: torch.Tensor, prediction: torch.Tensor) -> np.ndarray:
-        """``(3, H, 3W)`` uint8: grey image, label and prediction coloured by class."""
-        import matplotlib
+        """``(3, H, 3W)`` float in ``[0, 1]``: the grey image, and the label and the prediction blended over it
+        (``monai.visualize.blend_images``); the middle slice in 3D."""
+        from monai.visualize import blend_images
 
         image, label, prediction = (torch.as_tensor(t).detach().cpu().float() for t in (image, label, prediction))
-        classes = prediction.argmax(0) if prediction.shape[0] > 1 else prediction[0]
+        classes = prediction.argmax(0, keepdim=True) if prediction.shape[0] > 1 else prediction
 
-        def middle(volume: torch.Tensor) -> torch.Tensor:
-            return volume[..., volume.shape[-1] // 2] if volume.ndim == 3 else volume
+        def middle(volume: torch.Tensor) -> torch.Tensor:  # (1, *spatial) -> (1, H, W)
+            return volume[..., volume.shape[-1] // 2] if volume.ndim == 4 else volume
 
-        grey = middle(image[0])
+        grey = middle(image[:1])
         grey = (grey - grey.min()) / (grey.max() - grey.min()).clamp_min(1e-6)
-        colours = torch.as_tensor(matplotlib.colormaps["tab20"](np.linspace(0, 1, max(self.num_classes, 2)))[:, :3]).float()
-        colours[0] = 0.0
-        rgb_grey = grey[None].expand(3, -1, -1)
+        scale = max(self.num_classes - 1, 1)
 
-        def coloured(classes_2d: torch.Tensor) -> torch.Tensor:
-            index = classes_2d.long().clamp(0, self.num_classes - 1)
-            overlay = colours[index].permute(2, 0, 1)
-            mask = (index > 0).float()[None]
-            return rgb_grey * (1 - 0.6 * mask) + overlay * 0.6 * mask
+        def blended(classes_2d: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(blend_images(grey, classes_2d.float() / scale, alpha=0.6, cmap="tab10", rescale_arrays=False))
 
-        panel = torch.cat([rgb_grey, coloured(middle(label[0])), coloured(middle(classes))], dim=2)
-        return (panel.clamp(0, 1) * 255).to(torch.uint8).numpy()
+        panel = torch.cat([grey.expand(3, -1, -1), blended(middle(label)), blended(middle(classes))], dim=2)
+        return panel.clamp(0, 1).numpy()

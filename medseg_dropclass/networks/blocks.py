@@ -12,6 +12,8 @@ from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 from torch.nn import functional as F
 
+from medseg_dropclass.validation import interpolation_mode
+
 __all__ = [
     "conv",
     "norm_layer",
@@ -24,10 +26,6 @@ __all__ = [
 ]
 
 NormType = Union[str, tuple]
-
-
-def interpolation_mode(spatial_dims: int) -> str:
-    return ("linear", "bilinear", "trilinear")[spatial_dims - 1]
 
 
 def conv(

@@ -6,6 +6,7 @@ from torch import nn
 
 from medseg_dropclass.dropclass import DropClassHead, check_spatial_dims
 from medseg_dropclass.networks.segmentation_net import ClassifierHead, SegmentationNet
+from medseg_dropclass.validation import check_num_classes
 
 __all__ = ["FeatureNetwork", "register_network", "build_network", "NETWORKS"]
 
@@ -71,8 +72,7 @@ def build_network(
     check_spatial_dims(spatial_dims)
     if in_channels < 1:
         raise ValueError(f"in_channels={in_channels} must be >= 1")
-    if num_classes < 2:
-        raise ValueError(f"num_classes={num_classes} is too small; segmentation needs num_classes >= 2")
+    check_num_classes(num_classes)
     features = NETWORKS[name](spatial_dims, in_channels, **network_kwargs)
     if dropclass:
         head: nn.Module = DropClassHead(

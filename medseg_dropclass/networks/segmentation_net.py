@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from medseg_dropclass.dropclass import DropClassOutput, check_spatial_dims
 from medseg_dropclass.pointwise import pointwise_conv
+from medseg_dropclass.validation import check_num_classes, interpolation_mode
 
 __all__ = ["SegmentationNet", "ClassifierHead"]
 
@@ -23,8 +24,7 @@ class ClassifierHead(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, num_classes: int) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes} is too small; segmentation needs num_classes >= 2")
+        check_num_classes(num_classes)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.classifier = Conv[Conv.CONV, spatial_dims](in_channels, num_classes, kernel_size=1)
@@ -75,7 +75,7 @@ class SegmentationNet(nn.Module):
         self.in_channels = int(in_channels)
         self.size_divisor = int(size_divisor)
         self.output_stride = int(output_stride)
-        self.interpolation = ("linear", "bilinear", "trilinear")[spatial_dims - 1]
+        self.interpolation = interpolation_mode(spatial_dims)
         self.features = features
         self.head = head
 

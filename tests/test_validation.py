@@ -3,8 +3,30 @@ import json
 import pytest
 import torch
 
-from medseg_dropclass.engine import check_batches, check_types, ensure_phantoms, image_datalist, latest_checkpoint, require_dir, require_file
-from medseg_dropclass.engine.handlers import PerClassSegmentationMetric
+from medseg_dropclass.data import ensure_phantoms, image_datalist
+from medseg_dropclass.engine import SegmentationEvaluation, latest_checkpoint
+from medseg_dropclass.validation import (
+    check_batches, check_label_values, check_num_classes, check_types, interpolation_mode, nanmean, require_dir, require_file,
+)
+
+
+def test_one_label_range_check_and_its_message():
+    check_label_values(torch.tensor([0, 1, 255]), 3, ignore_index=255)
+    with pytest.raises(ValueError, match=r"^case.nii: label value 7 outside the classes 0..2 or ignore_index=255 \(num_classes=3\); other bad values: \[9\]$"):
+        check_label_values(torch.tensor([0, 7, 9, 255]), 3, ignore_index=255, where="case.nii")
+    with pytest.raises(KeyError, match=r"label value -1 outside the classes 0..1 \(num_classes=2\)"):
+        check_label_values(torch.tensor([-1]), 2, error=KeyError)
+
+
+def test_small_shared_checks():
+    assert check_num_classes(2) == 2
+    with pytest.raises(ValueError, match=r"num_classes=1 is too small; DropClass needs num_classes >= 2"):
+        check_num_classes(1, "DropClass")
+    assert [interpolation_mode(d) for d in (1, 2, 3)] == ["linear", "bilinear", "trilinear"]
+    with pytest.raises(ValueError, match="spatial_dims=4"):
+        interpolation_mode(4)
+    assert nanmean([1.0, float("nan"), 3.0]) == 2.0
+    assert nanmean([float("nan")]) != nanmean([float("nan")])
 
 
 def test_check_types_names_every_wrong_value():
@@ -54,8 +76,8 @@ def test_ensure_phantoms_never_writes_into_a_foreign_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["keep.txt"]
 
 
-def test_per_class_metric_on_hand_made_batches():
-    metric = PerClassSegmentationMetric(3, ["bg", "a", "b"], ignore_index=255, include_background=False)
+def test_segmentation_evaluation_per_case_on_hand_made_batches(tmp_path):
+    metric = SegmentationEvaluation(3, ["bg", "a", "b"], ignore_index=255, include_background=False, summary_path=str(tmp_path / "s.json"))
     metric.reset()
     prediction = torch.tensor([[[0, 1], [1, 2]]])  # a class map (1, H, W)
     label = torch.tensor([[[0, 1], [2, 255]]])
@@ -63,8 +85,24 @@ def test_per_class_metric_on_hand_made_batches():
     scores = torch.zeros(3, 2, 2)
     scores[1] = 1.0  # argmax -> class a everywhere
     metric.update(([scores], [torch.tensor([[[1, 1], [0, 0]]])]))
-    values = metric.per_class()
-    # a: TP 1+2, FP 1 (from the first map) + 2, FN 0; b: TP 0, FP 0 (the 255 pixel is ignored), FN 1
-    assert values["iou"][1].item() == pytest.approx(3 / 6)
-    assert values["dice"][2].item() == 0.0
-    assert metric.compute() == pytest.approx((2 * 3 / 9 + 0.0) / 2)
+    # case 1: a TP 1 FP 1 -> Dice 2/3, b TP 0 FP 1 FN 1 -> Dice 0; case 2: a TP 2 FP 2 -> Dice 2/3, b absent -> no value
+    value = metric.compute()
+    assert metric.summary["mean"]["a"]["Dice"] == pytest.approx(2 / 3)
+    assert metric.summary["mean"]["b"]["Dice"] == 0.0  # only case 1 has a value
+    assert value == pytest.approx((2 / 3 + 0.0) / 2)
+    assert metric.summary["metric_per_case"][0]["metrics"]["a"] == {"Dice": pytest.approx(2 / 3), "IoU": 0.5, "TP": 1, "FP": 1, "FN": 0, "n_ref": 1, "n_pred": 2}
+
+    class Engine:
+        class state:
+            metrics = {}
+
+    metric.completed(Engine, "val_mean_dice")
+    assert Engine.state.metrics["dice/b"] == 0.0 and Engine.state.metrics["val_mean_dice"] == pytest.approx(1 / 3)
+    assert json.loads((tmp_path / "s.json").read_text())["mean"]["a"]["IoU"] == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_segmentation_evaluation_with_nothing_to_score_is_never_best():
+    metric = SegmentationEvaluation(2)
+    metric.reset()
+    metric.update(([torch.zeros(1, 2, 2)], [torch.zeros(1, 2, 2)]))
+    assert metric.compute() == 0.0  # foreground absent everywhere: NaN mean, reported as the worst value

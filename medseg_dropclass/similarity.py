@@ -4,7 +4,7 @@ from typing import Dict, Sequence
 
 import torch
 
-__all__ = ["class_weight_similarity", "similarity_summary", "save_similarity_heatmap"]
+__all__ = ["class_weight_similarity", "similarity_summary", "similarity_figure", "save_similarity_heatmap"]
 
 
 def class_weight_similarity(classifier_weight: torch.Tensor) -> torch.Tensor:
@@ -29,19 +29,21 @@ def similarity_summary(similarity: torch.Tensor, class_share: Sequence[float]) -
     }
 
 
-def save_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str], path: str, title: str = "") -> str:
-    """Write the ``(K, K)`` similarity matrix as an annotated heatmap PNG."""
+def similarity_figure(similarity: torch.Tensor, class_names: Sequence[str], title: str = "", annotate: bool = True):
+    """The ``(K, K)`` similarity matrix as a matplotlib heatmap figure (TensorBoard image and PNG alike)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    similarity = torch.as_tensor(similarity).detach().cpu()
     k = similarity.shape[0]
-    figure, axis = plt.subplots(figsize=(2 + 0.55 * k, 1.6 + 0.5 * k))
+    figure, axis = plt.subplots(figsize=(2 + 0.55 * k, 1.6 + 0.5 * k), dpi=80)
     shown = axis.imshow(similarity.numpy(), vmin=-1, vmax=1, cmap="coolwarm")
-    for i in range(k):
-        for j in range(k):
-            axis.text(j, i, f"{float(similarity[i, j]):.2f}", ha="center", va="center", fontsize=6)
+    if annotate:
+        for i in range(k):
+            for j in range(k):
+                axis.text(j, i, f"{float(similarity[i, j]):.2f}", ha="center", va="center", fontsize=6)
     axis.set_xticks(range(k))
     axis.set_xticklabels(class_names, rotation=90, fontsize=7)
     axis.set_yticks(range(k))
@@ -49,6 +51,14 @@ def save_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str]
     axis.set_title(title or "cosine similarity of class weight vectors", fontsize=9)
     figure.colorbar(shown, ax=axis, fraction=0.046)
     figure.tight_layout()
+    return figure
+
+
+def save_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str], path: str, title: str = "") -> str:
+    """Write the ``(K, K)`` similarity matrix as an annotated heatmap PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = similarity_figure(similarity, class_names, title)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from medseg_dropclass.analysis.evaluation import frequency_bin, summarize_cases
-from medseg_dropclass.metrics import confusion_matrix
+from medseg_dropclass.metrics import confusion_matrix, frequency_bin, summarize_cases
 
 
 def case(prediction, target, k=4):
@@ -27,6 +26,9 @@ def test_summary_on_hand_made_masks_with_empty_and_ignored_classes():
     assert summary["frequency_bins"]["0.1-1%"]["classes"] == ["b", "c"]
     assert summary["frequency_bins"][">1%"]["classes"] == ["a"]
     assert summary["foreground_mean"]["Dice"] == pytest.approx((0.4 + 0.0 + 2 / 3) / 3)
+    assert first["a"] | {} == {"Dice": pytest.approx(0.8), "IoU": pytest.approx(2 / 3), "TP": 2, "FP": 0, "FN": 1, "n_ref": 3, "n_pred": 2}
+    with_background = summarize_cases(cases, ["bg", "a", "b", "c"], include_background=True)
+    assert with_background["foreground_mean"]["Dice"] == pytest.approx((summary["mean"]["bg"]["Dice"] + 0.4 + 0.0 + 2 / 3) / 4)
 
 
 @pytest.mark.parametrize("share, name", [(0.0, "<0.1%"), (0.0009, "<0.1%"), (0.001, "0.1-1%"), (0.0099, "0.1-1%"), (0.5, ">1%"), (1.0, ">1%")])
