@@ -1,0 +1,116 @@
+"""``python -m medseg_dropclass <command>``: a thin command line over the package."""
+
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
+USAGE = """usage: python -m medseg_dropclass <command> [options]
+
+commands:
+  demo        both arms of the phantom2d bundle, one seed, on the embedded phantoms (compare with two arms)
+  compare     baseline vs DropClass (and variants) over seeds: per-class tables, paired tests, plots
+  run         run a bundle config:  run BUNDLE [train|evaluate|inference|multi_gpu_train ...] [--key value ...]
+  configs     print the --config_file list of a bundle config for `python -m monai.bundle ...`
+  bundles     list the shipped bundles and where they are
+  check-data  check a Decathlon dataset's files and report every problem:  check-data DATASET_DIR
+"""
+
+
+def _split_configs(argv: List[str]) -> Tuple[str, List[str], List[str]]:
+    from medseg_dropclass.engine.bundles import CONFIGS
+
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit("usage: python -m medseg_dropclass run BUNDLE [CONFIG ...] [--key value ...]")
+    bundle, rest = argv[0], argv[1:]
+    configs = []
+    while rest and not rest[0].startswith("--"):
+        if rest[0] not in CONFIGS:
+            raise SystemExit(f"unknown config {rest[0]!r}; known: {', '.join(CONFIGS)}")
+        configs.append(rest.pop(0))
+    return bundle, configs or ["train"], rest
+
+
+def run_main(argv: List[str]) -> None:
+    """``run BUNDLE [CONFIG ...] --key value``: MONAI's ``run`` on the merged configs; overrides as MONAI parses them."""
+    import fire
+
+    from medseg_dropclass.engine.bundles import run_bundle
+
+    bundle, configs, rest = _split_configs(argv)
+    fire.Fire(lambda **overrides: run_bundle(bundle, *configs, **overrides), command=rest, name="run")
+
+
+def configs_main(argv: List[str]) -> None:
+    from medseg_dropclass.engine.bundles import config_files, find_bundle
+
+    bundle, configs, _ = _split_configs(argv)
+    print(repr(config_files(bundle, *configs)))
+    print(f"meta_file: {find_bundle(bundle) / 'configs' / 'metadata.json'}", file=sys.stderr)
+
+
+def bundles_main(argv: List[str]) -> None:
+    from medseg_dropclass.engine.bundles import available_bundles, bundles_dir
+
+    root = bundles_dir()
+    for name in available_bundles():
+        print(f"{name:<30} {root / name}")
+    print(f"{'(shared base)':<30} {root / '_base'}")
+
+
+def check_data_main(argv: List[str]) -> None:
+    import argparse
+
+    from medseg_dropclass.data import check_dataset, class_table, decathlon_class_counts
+
+    parser = argparse.ArgumentParser(prog="python -m medseg_dropclass check-data", description="Check a Decathlon dataset.")
+    parser.add_argument("dataset_dir")
+    args = parser.parse_args(argv)
+    report = check_dataset(args.dataset_dir)
+    if report["problems"]:
+        print(f"{len(report['problems'])} problem(s) in {args.dataset_dir}:", file=sys.stderr)
+        for line in report["problems"]:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
+    info = report["info"]
+    print(f"{info.path}: {', '.join(f'{split} {n}' for split, n in report['cases'].items())} case(s); "
+          f"{info.spatial_dims}D, {info.num_channels} channel(s), {info.num_classes} classes: all files fine")
+    counts = decathlon_class_counts(info.path)["counts"]
+    for row in class_table(counts, info.class_names):
+        print(f"  {row['class_id']:>3} {row['name']:<24} {100 * row['share']:9.4f}% {row['flag']}")
+
+
+def _demo(argv: List[str]) -> None:
+    from medseg_dropclass.demo import demo_main
+
+    demo_main(argv)
+
+
+def _compare(argv: List[str]) -> None:
+    from medseg_dropclass.analysis.compare import compare_main
+
+    compare_main(argv)
+
+
+COMMANDS: Dict[str, Callable[[List[str]], None]] = {
+    "demo": _demo,
+    "compare": _compare,
+    "run": run_main,
+    "configs": configs_main,
+    "bundles": bundles_main,
+    "check-data": check_data_main,
+}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if argv[0] not in COMMANDS:
+        print(USAGE)
+        print(f"unknown command {argv[0]!r}", file=sys.stderr)
+        sys.exit(2)
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

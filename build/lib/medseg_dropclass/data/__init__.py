@@ -1,0 +1,61 @@
+"""Datasets: embedded phantoms, Decathlon/NIfTI/NRRD, Cityscapes, Pascal VOC, checks and class statistics.
+
+Every loader yields the same dict samples, ``{"image": (C, *spatial), "label": (1, *spatial)}``; the
+transforms of every stage come from one :class:`Preprocessing` object per dataset family.
+"""
+
+from medseg_dropclass.data.decathlon import (
+    DecathlonInfo,
+    decathlon_datalist,
+    decathlon_dataset,
+    decathlon_transforms,
+    read_dataset_json,
+    split_datalist,
+)
+from medseg_dropclass.data.files import image_datalist
+from medseg_dropclass.data.phantoms import (
+    DEFAULT_2D,
+    DEFAULT_3D,
+    PHANTOM_CLASSES,
+    PhantomConfig,
+    ensure_phantoms,
+    make_phantom_dataset,
+)
+from medseg_dropclass.data.preprocessing import DecathlonPreprocessing, NaturalImagePreprocessing, Preprocessing
+from medseg_dropclass.data.stats import class_share, class_table, count_classes, decathlon_class_counts, write_class_statistics
+from medseg_dropclass.data.transforms import CacheDataset, Dataset, DatasetError, LookupLabelsd, VerifyImaged, VerifyPaird
+from medseg_dropclass.data.verify import check_dataset, verify_datalist
+from medseg_dropclass.data.writers import SaveLabelPNGd
+
+__all__ = [
+    "CacheDataset",
+    "Dataset",
+    "DatasetError",
+    "DecathlonInfo",
+    "DecathlonPreprocessing",
+    "NaturalImagePreprocessing",
+    "Preprocessing",
+    "LookupLabelsd",
+    "VerifyImaged",
+    "VerifyPaird",
+    "SaveLabelPNGd",
+    "PHANTOM_CLASSES",
+    "PhantomConfig",
+    "DEFAULT_2D",
+    "DEFAULT_3D",
+    "make_phantom_dataset",
+    "ensure_phantoms",
+    "image_datalist",
+    "read_dataset_json",
+    "decathlon_datalist",
+    "decathlon_transforms",
+    "decathlon_dataset",
+    "split_datalist",
+    "verify_datalist",
+    "check_dataset",
+    "count_classes",
+    "class_share",
+    "decathlon_class_counts",
+    "class_table",
+    "write_class_statistics",
+]

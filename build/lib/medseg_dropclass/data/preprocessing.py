@@ -1,0 +1,251 @@
+"""One preprocessing definition per dataset family, used by training, validation, evaluation and inference.
+
+A bundle config builds one :class:`DecathlonPreprocessing` (NIfTI/NRRD/MHA volumes) or
+:class:`NaturalImagePreprocessing` (PNG/JPEG photos) and asks it for the transforms of each stage:
+
+- ``"train"``: image and label resampled together, random crops and flips;
+- ``"evaluate"``: image preprocessed as at inference, the label left on its original grid (the
+  prediction is mapped back to that grid by :meth:`Preprocessing.postprocessing`, so a case is scored
+  where its reference lives, as nnU-Net does);
+- ``"inference"``: the image alone;
+- ``"label"``: the label file alone, as stored (class statistics).
+
+The same object's :meth:`Preprocessing.postprocessing` inverts the geometric steps, so the
+evaluator's prediction for a case is the inference prediction for that case (tested).
+"""
+
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    ClassesToIndicesd,
+    CopyItemsd,
+    DeleteItemsd,
+    EnsureTyped,
+    Invertd,
+    LoadImaged,
+    MapTransform,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandSpatialCropd,
+    SaveImaged,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+
+from medseg_dropclass.data.transforms import LookupLabelsd, NamedErrorsCompose, VerifyImaged, VerifyPaird
+from medseg_dropclass.data.writers import SaveLabelPNGd
+
+__all__ = ["STAGES", "Preprocessing", "DecathlonPreprocessing", "NaturalImagePreprocessing", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+STAGES = ("train", "evaluate", "inference", "label")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+class Preprocessing:
+    """Base class: memoised per-stage transforms (``Invertd`` needs the very instance that ran) and postprocessing."""
+
+    suffixes: Tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._built: Dict[str, NamedErrorsCompose] = {}
+
+    def transforms(self, stage: str) -> NamedErrorsCompose:
+        """The transforms of ``stage`` (one of :data:`STAGES`); the same object on every call."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+        if stage not in self._built:
+            self._built[stage] = NamedErrorsCompose(self.build(stage))
+        return self._built[stage]
+
+    def build(self, stage: str) -> List[MapTransform]:
+        raise NotImplementedError
+
+    def inverse(self, stage: str) -> List[MapTransform]:
+        """Steps mapping ``pred`` (scores) back to the input's grid; none where geometry is untouched."""
+        return []
+
+    def writer(self, output_dir: str) -> MapTransform:
+        raise NotImplementedError
+
+    def postprocessing(self, stage: str = "evaluate", output_dir: Optional[str] = None) -> NamedErrorsCompose:
+        """Scores -> class map on the input's own grid (``pred``: ``(1, *spatial)``); written when ``output_dir`` is given."""
+        steps = self.inverse(stage) + [AsDiscreted(keys="pred", argmax=True)]
+        if output_dir is not None:
+            steps.append(self.writer(output_dir))
+        return NamedErrorsCompose(steps)
+
+
+class DecathlonPreprocessing(Preprocessing):
+    """Medical volumes (Decathlon layout, NIfTI/NRRD/MHA) through MONAI's readers.
+
+    Args:
+        spatial_dims: 2 or 3.
+        num_classes: classes ``K`` (labels are checked against ``0..K-1``).
+        in_channels: expected image channels (``None``: any).
+        pixdim: target spacing in mm (``None``: keep the file's spacing).
+        intensity: ``"zscore"`` (per image and channel, over the non-zero voxels) or a CT window
+            ``(low, high)`` in HU scaled to ``[0, 1]``.
+        crop_size: training crop (``None``: whole images). Crop centres are chosen per class with
+            ``class_ratios`` (default: every class equally often, which oversamples rare classes).
+        class_ratios: per-class weights of the crop centres.
+        num_crops: crops per loaded case (training).
+        reader: ``"ITKReader"``, ``"NibabelReader"`` or ``None`` (MONAI picks by file suffix).
+        ignore_index: a label value allowed besides the classes (``None``: none).
+    """
+
+    suffixes = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        num_classes: int,
+        in_channels: Optional[int] = 1,
+        pixdim: Optional[Sequence[float]] = None,
+        intensity: Union[str, Sequence[float]] = "zscore",
+        crop_size: Optional[Sequence[int]] = None,
+        class_ratios: Optional[Sequence[float]] = None,
+        num_crops: int = 1,
+        reader: Optional[str] = None,
+        ignore_index: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims={spatial_dims}: the Decathlon pipeline handles 2D and 3D images")
+        for name, value in (("pixdim", pixdim), ("crop_size", crop_size)):
+            if value is not None and len(value) != spatial_dims:
+                raise ValueError(f"{name} {tuple(value)} needs {spatial_dims} values (one per spatial axis)")
+        if not (intensity == "zscore" or (isinstance(intensity, (tuple, list)) and len(intensity) == 2)):
+            raise ValueError(f"intensity={intensity!r} is not 'zscore' or a (low, high) window")
+        self.spatial_dims, self.num_classes, self.in_channels = spatial_dims, num_classes, in_channels
+        self.pixdim = tuple(pixdim) if pixdim is not None else None
+        self.intensity = intensity
+        self.crop_size = tuple(crop_size) if crop_size is not None else None
+        self.class_ratios = list(class_ratios) if class_ratios is not None else [1.0] * num_classes
+        self.num_crops, self.reader, self.ignore_index = num_crops, reader, ignore_index
+
+    def build(self, stage: str) -> List[MapTransform]:
+        if stage == "label":
+            return [LoadImaged(keys="label", reader=self.reader, ensure_channel_first=True, image_only=True)]
+        loaded = ["image"] if stage == "inference" else ["image", "label"]
+        moved = ["image", "label"] if stage == "train" else ["image"]  # evaluate: the reference stays on its grid
+        steps: List[MapTransform] = [LoadImaged(keys=loaded, reader=self.reader, ensure_channel_first=True, image_only=True)]
+        if stage == "inference":
+            steps.append(VerifyImaged("image", channels=self.in_channels))
+        else:
+            steps.append(VerifyPaird("image", "label", num_classes=self.num_classes, image_channels=self.in_channels, ignore_index=self.ignore_index))
+        steps.append(Orientationd(keys=moved, axcodes="RAS"[: self.spatial_dims], labels=AXIS_LABELS))
+        if self.pixdim is not None:
+            steps.append(Spacingd(keys=moved, pixdim=self.pixdim, mode=("bilinear", "nearest")[: len(moved)]))
+        if self.intensity == "zscore":
+            steps.append(NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True))
+        else:
+            low, high = self.intensity
+            steps.append(ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
+        if stage == "train":
+            if self.crop_size is not None:
+                steps.append(SpatialPadd(keys=moved, spatial_size=self.crop_size))
+                # where each class is: computed once, in the cached (deterministic) part of the pipeline
+                steps.append(ClassesToIndicesd(keys="label", num_classes=self.num_classes, indices_postfix="_class_indices"))
+                steps.append(
+                    RandCropByLabelClassesd(
+                        keys=moved, label_key="label", spatial_size=self.crop_size, num_classes=self.num_classes,
+                        ratios=self.class_ratios, num_samples=self.num_crops, indices_key="label_class_indices", warn=False,
+                    )
+                )
+                steps.append(DeleteItemsd(keys="label_class_indices"))
+            steps += [RandFlipd(keys=moved, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
+        steps.append(EnsureTyped(keys=loaded, track_meta=stage != "train"))
+        return steps
+
+    def inverse(self, stage: str) -> List[MapTransform]:
+        # probabilities are resampled (linear) back to the input grid, then argmaxed
+        steps: List[MapTransform] = [
+            Activationsd(keys="pred", softmax=True),
+            Invertd(keys="pred", transform=self.transforms(stage), orig_keys="image", nearest_interp=False, to_tensor=True),
+        ]
+        if stage == "evaluate":  # the image on the reference's grid too, for overlays
+            steps += [
+                CopyItemsd(keys="image", names="image_display"),
+                Invertd(keys="image_display", transform=self.transforms(stage), orig_keys="image", to_tensor=True),
+            ]
+        return steps
+
+    def writer(self, output_dir: str) -> MapTransform:
+        import numpy
+
+        return SaveImaged(
+            keys="pred", output_dir=output_dir, output_postfix="seg", output_dtype=numpy.uint8, resample=False,
+            separate_folder=False, print_log=False,
+        )
+
+
+class NaturalImagePreprocessing(Preprocessing):
+    """RGB photos and index label maps (Cityscapes, Pascal VOC): PNG/JPEG, ``ignore_index`` pixels kept.
+
+    ``PILReader(reverse_indexing=False)`` keeps images as ``(H, W)``; palette PNGs are read as their
+    indices, never converted to RGB.
+
+    Args:
+        num_classes: classes ``K``.
+        crop_size: training crop ``(H, W)`` (``None``: whole images).
+        label_mapping: ``{file value: class}`` (e.g. Cityscapes label ids -> train ids); unlisted values
+            become ``ignore_index``.
+        ignore_index: label value left out of losses and metrics.
+        mean, std: per-channel normalisation of ``[0, 1]`` intensities (ImageNet's by default).
+    """
+
+    suffixes = (".png", ".jpg", ".jpeg")
+
+    def __init__(
+        self,
+        num_classes: int,
+        crop_size: Optional[Sequence[int]] = None,
+        label_mapping: Optional[Mapping[int, int]] = None,
+        ignore_index: int = 255,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.crop_size = tuple(crop_size) if crop_size is not None else None
+        self.label_mapping, self.mean, self.std = label_mapping, tuple(mean), tuple(std)
+
+    def _load(self, keys: Sequence[str]) -> List[MapTransform]:
+        steps: List[MapTransform] = [LoadImaged(keys=keys, reader="PILReader", reverse_indexing=False, ensure_channel_first=True, image_only=True)]
+        if "label" in keys and self.label_mapping is not None:
+            steps.append(LookupLabelsd("label", self.label_mapping, default=self.ignore_index))
+        return steps
+
+    def build(self, stage: str) -> List[MapTransform]:
+        if stage == "label":
+            return self._load(["label"])
+        keys = ["image"] if stage == "inference" else ["image", "label"]
+        steps = self._load(keys)
+        if stage == "inference":
+            steps.append(VerifyImaged("image", channels=3))
+        else:
+            steps.append(VerifyPaird("image", "label", num_classes=self.num_classes, image_channels=3, ignore_index=self.ignore_index))
+        steps += [
+            ScaleIntensityRanged(keys="image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0),
+            NormalizeIntensityd(keys="image", subtrahend=self.mean, divisor=self.std, channel_wise=True),
+        ]
+        if stage == "train":
+            if self.crop_size is not None:
+                steps += [
+                    SpatialPadd(keys="image", spatial_size=self.crop_size, value=0.0),
+                    SpatialPadd(keys="label", spatial_size=self.crop_size, value=self.ignore_index),
+                    RandSpatialCropd(keys=keys, roi_size=self.crop_size, random_size=False),
+                ]
+            steps.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=1))
+        steps.append(EnsureTyped(keys=keys, track_meta=stage != "train"))
+        return steps
+
+    def writer(self, output_dir: str) -> MapTransform:
+        return SaveLabelPNGd(keys="pred", output_dir=output_dir)

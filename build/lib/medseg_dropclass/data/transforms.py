@@ -1,0 +1,219 @@
+"""Dictionary transforms that check and remap labels, naming the file when something is wrong."""
+
+from typing import Dict, Hashable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import CacheDataset as MonaiCacheDataset
+from monai.data import Dataset as MonaiDataset
+from monai.transforms import Compose, MapTransform
+
+from medseg_dropclass.validation import check_label_values
+
+__all__ = [
+    "DatasetError", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset",
+]
+
+
+class DatasetError(ValueError):
+    """A problem with a dataset's files; the message names the file(s) and what is wrong."""
+
+
+def source_name(data: Mapping[Hashable, object], key: Hashable) -> str:
+    """The file a loaded item came from (MONAI keeps it in the MetaTensor's meta dict)."""
+    value = data[key]
+    meta = getattr(value, "meta", None)
+    if isinstance(meta, dict) and meta.get("filename_or_obj"):
+        return str(meta["filename_or_obj"])
+    return f"<{key}>"
+
+
+def _spatial_affine(value: object) -> Optional[np.ndarray]:
+    affine = getattr(value, "affine", None)
+    return None if affine is None else np.asarray(affine, dtype=np.float64)
+
+
+def check_finite(image: object, image_file: str) -> None:
+    """Raise :class:`DatasetError` naming the file and the count of NaN/Inf voxels."""
+    values = torch.as_tensor(image)
+    if values.is_floating_point():
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise DatasetError(f"{image_file}: image holds {bad} non-finite voxel(s) (NaN/Inf)")
+
+
+class VerifyPaird(MapTransform):
+    """Check a loaded image/label pair (channel-first) before anything resamples it.
+
+    Checks: image channel count, finite image values, one label channel, equal spatial shapes, equal geometry (affine
+    within ``affine_tolerance`` mm), integer label values, and every label value a class in
+    ``0..num_classes-1`` or ``ignore_index``. Nothing is clipped or skipped: a problem raises
+    :class:`DatasetError` naming the file.
+
+    Args:
+        image_key, label_key: keys of the pair.
+        num_classes: classes ``K``.
+        image_channels: expected image channels (``None``: any).
+        ignore_index: the one label value allowed outside the classes (``None``: none).
+        affine_tolerance: largest allowed absolute difference between the two affines.
+    """
+
+    def __init__(
+        self,
+        image_key: str = "image",
+        label_key: str = "label",
+        num_classes: int = 2,
+        image_channels: Optional[int] = None,
+        ignore_index: Optional[int] = None,
+        affine_tolerance: float = 1e-3,
+    ) -> None:
+        super().__init__([image_key, label_key])
+        self.image_key, self.label_key = image_key, label_key
+        self.num_classes = num_classes
+        self.image_channels = image_channels
+        self.ignore_index = ignore_index
+        self.affine_tolerance = affine_tolerance
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Dict[Hashable, object]:
+        d = dict(data)
+        image, label = d[self.image_key], d[self.label_key]
+        image_file, label_file = source_name(d, self.image_key), source_name(d, self.label_key)
+        if self.image_channels is not None and image.shape[0] != self.image_channels:
+            raise DatasetError(
+                f"{image_file}: image has {image.shape[0]} channel(s), expected {self.image_channels}"
+            )
+        check_finite(image, image_file)
+        if label.shape[0] != 1:
+            raise DatasetError(f"{label_file}: label has {label.shape[0]} channels, expected 1 (a class-index map)")
+        if tuple(image.shape[1:]) != tuple(label.shape[1:]):
+            raise DatasetError(
+                f"{label_file}: label shape {tuple(label.shape[1:])} differs from image shape "
+                f"{tuple(image.shape[1:])} of {image_file}"
+            )
+        image_affine, label_affine = _spatial_affine(image), _spatial_affine(label)
+        if image_affine is not None and label_affine is not None:
+            if image_affine.shape != label_affine.shape or not np.allclose(
+                image_affine, label_affine, atol=self.affine_tolerance, rtol=0
+            ):
+                raise DatasetError(
+                    f"{label_file}: label geometry (affine) differs from image {image_file}:\n"
+                    f"label affine\n{label_affine}\nimage affine\n{image_affine}"
+                )
+        self.check_values(torch.as_tensor(label), label_file)
+        return d
+
+    def check_values(self, label: torch.Tensor, label_file: str) -> None:
+        if label.is_floating_point() and not torch.equal(label, label.round()):
+            raise DatasetError(f"{label_file}: label holds non-integer values; expected class indices")
+        check_label_values(torch.unique(label).long(), self.num_classes, self.ignore_index, label_file, DatasetError)
+
+
+class VerifyImaged(MapTransform):
+    """Check an image's channel count (inference has no label to pair with); names the file."""
+
+    def __init__(self, keys: KeysCollection, channels: Optional[int]) -> None:
+        super().__init__(keys)
+        self.channels = channels
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if self.channels is not None and d[key].shape[0] != self.channels:
+                raise DatasetError(f"{source_name(d, key)}: image has {d[key].shape[0]} channel(s), the model expects {self.channels}")
+            check_finite(d[key], source_name(d, key))
+        return d
+
+
+class LookupLabelsd(MapTransform):
+    """Map label values through a lookup table (e.g. Cityscapes label ids -> train ids).
+
+    Args:
+        keys: label keys.
+        mapping: ``{source value: target value}``; every value not in it maps to ``default``.
+        default: target of the unlisted values (the ignore index, typically 255).
+    """
+
+    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], default: int = 255) -> None:
+        super().__init__(keys)
+        size = max(256, max(mapping) + 1)
+        table = torch.full((size,), default, dtype=torch.long)
+        for source, target in mapping.items():
+            if source < 0:
+                continue  # e.g. Cityscapes' license plate (-1) never appears in a PNG
+            table[source] = target
+        self.table = table
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            values = torch.as_tensor(label).long()
+            if values.numel() and (values.min() < 0 or values.max() >= len(self.table)):
+                raise DatasetError(
+                    f"{source_name(d, key)}: label value {int(values.max())} outside the lookup table 0..{len(self.table) - 1}"
+                )
+            mapped = self.table[values].to(torch.float32)
+            if hasattr(label, "meta"):
+                mapped = type(label)(mapped, meta=label.meta)  # keep the MetaTensor's geometry
+            d[key] = mapped
+        return d
+
+
+def verify_keys(mapping: Mapping[str, object], required: Sequence[str], path: str) -> None:
+    """Raise :class:`DatasetError` naming ``path`` and every missing key."""
+    missing = [key for key in required if key not in mapping]
+    if missing:
+        raise DatasetError(f"{path}: missing key(s) {missing}; required: {list(required)}")
+
+
+def find_dataset_error(error: BaseException) -> Optional[DatasetError]:
+    """The :class:`DatasetError` in an exception's cause chain (MONAI wraps transform errors)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, DatasetError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class NamedErrorsCompose(Compose):
+    """``Compose`` whose :class:`DatasetError` surfaces as itself, not inside MONAI's
+    ``RuntimeError("applying transform ...")`` wrapper that hides the file name.
+
+    ``CacheDataset`` runs its caching pass through ``Compose.__call__``, so this covers it too.
+    """
+
+    def __call__(self, input_, start=0, end=None, threading=False, lazy=None):
+        return _with_named_errors(super().__call__, input_, start, end, threading, lazy)
+
+
+def _with_named_errors(call, *args):
+    try:
+        return call(*args)
+    except Exception as error:
+        named = find_dataset_error(error)
+        if named is None or named is error:
+            raise
+        raise DatasetError(str(named)) from error
+
+
+class NamedErrors:
+    """Dataset mixin: ``dataset[i]`` raises the transform's :class:`DatasetError`, not MONAI's wrapper."""
+
+    def __getitem__(self, index):
+        return _with_named_errors(super().__getitem__, index)
+
+
+class Dataset(NamedErrors, MonaiDataset):
+    """``monai.data.Dataset`` whose data errors name the file."""
+
+
+class CacheDataset(NamedErrors, MonaiCacheDataset):
+    """``monai.data.CacheDataset`` whose data errors name the file (give it a :class:`NamedErrorsCompose`)."""
+
+    def __init__(self, data, transform, **kwargs) -> None:
+        if isinstance(transform, Compose) and not isinstance(transform, NamedErrorsCompose):
+            transform = NamedErrorsCompose(transform.transforms)
+        super().__init__(data, transform, **kwargs)

@@ -1,0 +1,20 @@
+"""MONAI engine glue: the only place that knows ignite and bundles."""
+
+from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
+from medseg_dropclass.engine.checkpoints import latest_checkpoint
+from medseg_dropclass.engine.controller import DropClassController
+from medseg_dropclass.engine.handlers import DropClassTensorBoardHandler, OverlayImageHandler, SegmentationEvaluation, unwrap
+
+__all__ = [
+    "DropClassController",
+    "DropClassTensorBoardHandler",
+    "OverlayImageHandler",
+    "SegmentationEvaluation",
+    "available_bundles",
+    "bundles_dir",
+    "config_files",
+    "find_bundle",
+    "latest_checkpoint",
+    "run_bundle",
+    "unwrap",
+]
