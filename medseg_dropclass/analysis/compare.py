@@ -23,6 +23,7 @@ import torch
 from medseg_dropclass.engine.bundles import config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import latest_checkpoint
 from medseg_dropclass.metrics import FREQUENCY_BINS
+from medseg_dropclass.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
 
 __all__ = ["ARMS", "run_study", "evaluate_run", "evaluation_splits", "paired_sign_flip_test", "write_report"]
 
@@ -106,12 +107,18 @@ def final_checkpoint(run_dir: pathlib.Path) -> str:
     return checkpoint
 
 
-def load_final_network(bundle: str, overrides: dict, run_dir: pathlib.Path) -> torch.nn.Module:
+def bundle_parser(bundle: str, overrides: dict):
+    """A ``ConfigParser`` of the bundle's train configs with ``overrides`` on CPU (nothing instantiated yet)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(config_files(bundle, "train"))
     parser.update({**overrides, "device": "$torch.device('cpu')"})
+    return parser
+
+
+def load_final_network(parser, run_dir: pathlib.Path) -> torch.nn.Module:
+    """The network of ``parser`` with the weights of the last epoch checkpoint under ``run_dir``, in eval mode."""
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(final_checkpoint(run_dir), map_location="cpu", weights_only=False)["network"])
     return network.eval()
@@ -184,8 +191,6 @@ def run_study(
             entry = {"cost": cost, "summaries": {}}
             for split in splits:
                 entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
-            from medseg_dropclass.similarity import class_weight_similarity, similarity_summary
-
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
             weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
             similarity = class_weight_similarity(weight)
@@ -315,10 +320,7 @@ def write_report(results: dict, output_dir: str, reference: str = "baseline") ->
 
 def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
     """Similarity heatmap and Grad-CAM overlays (first case of the last evaluation split) per arm, first seed."""
-    from monai.bundle import ConfigParser
-
     from medseg_dropclass.analysis.gradcam import save_gradcam_overlays
-    from medseg_dropclass.similarity import save_similarity_heatmap
 
     out = pathlib.Path(output_dir)
     names = results["class_names"]
@@ -330,10 +332,8 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
         written.append(pathlib.Path(save_similarity_heatmap(matrix, names, str(out / f"similarity_{arm}.png"), f"{arm}: class weight similarity")))
         arm_dir = out / arm / f"seed{seed}"
         overrides = json.loads((arm_dir / "args.json").read_text())
-        network = load_final_network(bundle, overrides, arm_dir / "run")
-        parser = ConfigParser()
-        parser.read_config(config_files(bundle, "train"))
-        parser.update(overrides)
+        parser = bundle_parser(bundle, overrides)
+        network = load_final_network(parser, arm_dir / "run")
         split = results["splits"][-1]
         items = parser.get_parsed_content("val_datalist") if split == "validation" else parser.get_parsed_content("datalist")(split)
         sample = parser.get_parsed_content("preprocessing").transforms("inference")({"image": items[0]["image"]})

@@ -1,7 +1,0 @@
-"""Networks that end at a feature map, wired to a DropClass or plain head by ``build_network``."""
-
-from medseg_dropclass.networks import deeplab, hrnet, segresnet, unet  # noqa: F401  (register the builders)
-from medseg_dropclass.networks.registry import NETWORKS, FeatureNetwork, build_network, register_network
-from medseg_dropclass.networks.segmentation_net import ClassifierHead, SegmentationNet
-
-__all__ = ["NETWORKS", "FeatureNetwork", "build_network", "register_network", "ClassifierHead", "SegmentationNet"]
