@@ -92,13 +92,10 @@ def test_classifier_inference_path_returns_main_logits():
     torch.testing.assert_close(head(x), main, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("norm", NORMS)
-def test_running_statistics_follow_batch_norm(norm):
-    head = make_head(2, norm=norm).train()
+def test_running_statistics_follow_batch_norm():
+    head = make_head(2, norm="batch").train()
     x = features(2)
     head(x, drop_class=1)
-    if norm != "batch":
-        return
     scale = kept_class_scale(class_importance(head.classifier.weight), 1)
     z = torch.einsum("oc,bchw->bohw", head.projection.conv.weight.reshape(6, 6), x * scale.view(1, 6, 1, 1))
     reference_bn = torch.nn.BatchNorm2d(6).double()
@@ -106,6 +103,19 @@ def test_running_statistics_follow_batch_norm(norm):
     torch.testing.assert_close(head.projection.norm.running_mean, reference_bn.running_mean)
     torch.testing.assert_close(head.projection.norm.running_var, reference_bn.running_var)
     assert int(head.projection.norm.num_batches_tracked) == 1
+
+
+def test_instance_norm_keeps_no_running_statistics_and_is_mode_independent():
+    """Instance norm normalises each image by its own statistics: nothing is tracked in training,
+    and the eval output equals the training projection branch with nothing dropped."""
+    head = make_head(2, norm="instance").train()
+    x = features(2)
+    dropped = head(x, drop_class=None).dropped_logits
+    assert getattr(head.projection.norm, "running_mean", None) is None
+    head.eval()
+    torch.testing.assert_close(head(x), dropped, atol=1e-10, rtol=1e-10)
+    # one image's output does not depend on the other images of the batch
+    torch.testing.assert_close(head(x[:1]), head(x)[:1], atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("norm", NORMS)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Union
 
 import torch
+from monai.networks.utils import copy_model_state
 from torch import nn
 
 __all__ = ["LoadReport", "load_pretrained"]
@@ -66,21 +67,18 @@ def load_pretrained(module: nn.Module, path: Union[str, pathlib.Path], prefixes:
         raise ValueError(f"{path}: expected a state dict, got {type(checkpoint).__name__}")
     source = {_strip(k, prefixes): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
     target = module.state_dict()
-    report = LoadReport(str(path))
-    update = {}
+    # MONAI copies by name where shapes match; the report below only explains what it skipped
+    _, loaded, missing = copy_model_state(module, source, inplace=False)
+    report = LoadReport(str(path), loaded=loaded, missing=missing)
     for key, value in source.items():
         if key not in target:
             report.unexpected.append(key)
         elif target[key].shape != value.shape:
             report.mismatched[key] = f"checkpoint {tuple(value.shape)} vs model {tuple(target[key].shape)}"
-        else:
-            update[key] = value
-            report.loaded.append(key)
-    report.missing = [k for k in target if k not in update]
-    if not update:
+    if not loaded:
         raise ValueError(
             f"{path}: no tensor matches the model by name and shape; checkpoint keys start "
             f"{list(source)[:5]}, model keys start {list(target)[:5]}"
         )
-    module.load_state_dict(update, strict=False)
+    module.load_state_dict({key: source[key] for key in loaded}, strict=False)
     return report

@@ -109,5 +109,18 @@ def test_bad_arguments():
         baseline(torch.randn(1, 1, 16, 16), drop_class=1)
 
 
-def test_segmentation_net_is_the_wiring_class():
-    assert isinstance(build_network("segresnet", 3, 1, 2, **TINY["segresnet"]), SegmentationNet)
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (1, 1, 18, 22)), (3, (1, 1, 10, 12, 14))])
+def test_segmentation_net_is_head_of_features_padded_and_cropped(spatial_dims, shape):
+    """The wiring class computes head(features(pad(x))) and crops back to the input size."""
+    net = build_network("segresnet", spatial_dims, 1, 3, **TINY["segresnet"]).eval()
+    assert isinstance(net, SegmentationNet) and net.size_divisor > 1
+    x = torch.randn(*shape)
+    pads = []
+    for size in shape[:1:-1]:
+        pads += [0, (-size) % net.size_divisor]
+    with torch.no_grad():
+        expected = net.head(net.features(torch.nn.functional.pad(x, pads)))
+        expected = expected[(slice(None), slice(None)) + tuple(slice(0, s) for s in shape[2:])]
+        out = net(x)
+    assert out.shape == (1, 3) + shape[2:]
+    torch.testing.assert_close(out, expected)
