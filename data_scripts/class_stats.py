@@ -1,6 +1,6 @@
 """Per-class voxel share of a dataset's training split: CSV, markdown and a log-scale bar chart.
 
-    python data_scripts/class_stats.py decathlon data/phantom2d --output-dir outputs/stats/phantom2d
+    python data_scripts/class_stats.py decathlon data/phantom2d_v2 --output-dir outputs/stats/phantom2d
     python data_scripts/class_stats.py cityscapes /data/cityscapes --split train --output-dir outputs/stats/cityscapes
     python data_scripts/class_stats.py voc /data/VOC2012 --split train --output-dir outputs/stats/voc
 """

@@ -94,6 +94,10 @@ class DropClassHead(nn.Module):
             authors' code. Batch norm is folded into the projection conv at inference.
         inference_path: ``"projection"`` (the paper: ``classifier(projection(x * mean_k S_k))``)
             or ``"classifier"`` (the main logits ``classifier(x)``).
+        detach_dropped_class: in the dropped branch, classify with ``w_z`` and ``b_z`` detached, so that
+            neither the dropped loss nor the suppression of ``z`` reaches the shared classifier's row
+            of ``z`` (only the features and the other rows learn from them). Tests whether pushing
+            ``w_z`` down is what collapses a class.
 
     Forward:
         ``x``: ``(B, C, *spatial)``. In eval mode returns the logits ``(B, K, *spatial)`` as a plain
@@ -106,7 +110,7 @@ class DropClassHead(nn.Module):
             ``drop_class`` outside ``0..num_classes-1``.
     """
 
-    __constants__ = ["fold_norm", "use_projection_at_inference", "spatial_dims", "in_channels", "num_classes"]
+    __constants__ = ["fold_norm", "use_projection_at_inference", "spatial_dims", "in_channels", "num_classes", "detach_dropped_class"]
 
     def __init__(
         self,
@@ -115,6 +119,7 @@ class DropClassHead(nn.Module):
         num_classes: int,
         norm: Union[str, tuple] = "batch",
         inference_path: str = "projection",
+        detach_dropped_class: bool = False,
     ) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
@@ -127,6 +132,7 @@ class DropClassHead(nn.Module):
         self.num_classes = int(num_classes)
         self.inference_path = inference_path
         self.use_projection_at_inference = inference_path == "projection"
+        self.detach_dropped_class = bool(detach_dropped_class)
 
         conv_type = Conv[Conv.CONV, spatial_dims]
         self.classifier = conv_type(in_channels, num_classes, kernel_size=1)
@@ -151,10 +157,15 @@ class DropClassHead(nn.Module):
         if drop_class is not None and not 0 <= drop_class < self.num_classes:
             raise ValueError(f"drop_class={drop_class} is outside 0..{self.num_classes - 1} (num_classes={self.num_classes})")
         scale = kept_class_scale(class_importance(self.classifier.weight), drop_class)
-        if self.fold_norm and not torch.jit.is_scripting():
+        detach = self.detach_dropped_class and drop_class is not None
+        if self.fold_norm and not detach and not torch.jit.is_scripting():
             return self.fused_train_forward(x, scale, drop_class)
         logits = self.classify(x)
-        dropped_logits = self.classify(self.project(x, scale))
+        projected = self.project(x, scale)
+        if detach and drop_class is not None:
+            dropped_logits = self.classify_without_class_gradient(projected, drop_class)
+        else:
+            dropped_logits = self.classify(projected)
         return DropClassOutput(logits, dropped_logits, drop_class)
 
     @torch.jit.unused
@@ -176,6 +187,16 @@ class DropClassHead(nn.Module):
         self.update_running_stats(mean, var, logits.shape[0] * logits.shape[2])
         shape = [batch, self.num_classes] + spatial
         return DropClassOutput(logits.view(shape), dropped_logits.view(shape), drop_class)
+
+    @torch.jit.unused
+    def classify_without_class_gradient(self, x: torch.Tensor, drop_class: int) -> torch.Tensor:
+        """``classifier(x)`` with the row and bias of ``drop_class`` detached (same values, no gradient)."""
+        weight, bias = self.classifier.weight, self.classifier.bias
+        row = torch.zeros(self.num_classes, dtype=torch.bool, device=weight.device)
+        row[drop_class] = True
+        weight = torch.where(row.view([-1] + [1] * (weight.ndim - 1)), weight.detach(), weight)
+        bias = torch.where(row, bias.detach(), bias)
+        return pointwise_conv(x, weight, bias)
 
     @torch.jit.unused
     def update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:

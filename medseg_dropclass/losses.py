@@ -4,6 +4,7 @@
 + alpha * mean(softmax(dropped_logits)[z])``, the last term only when a class ``z`` was dropped.
 """
 
+import functools
 from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import torch
@@ -78,6 +79,9 @@ def _any_labelled(target: PreparedTarget, ignore_index: int, excluded: Optional[
     return bool(labelled.any())
 
 
+SUPPRESSION_REGIONS = ("all", "dropped_pixels", "other_pixels")
+
+
 class DropClassLoss(nn.Module):
     """Scheduled DropClass loss.
 
@@ -89,6 +93,15 @@ class DropClassLoss(nn.Module):
         alpha: weight of the suppression term ``mean softmax(dropped)[z]`` (10 in the authors' code).
         ignore_index: label value that no term learns from (255 for Cityscapes / VOC).
         check_targets: raise on label values outside the classes (a cheap min/max per step).
+        alpha_reference_classes: scale alpha by ``K / alpha_reference_classes`` (19: the authors'
+            Cityscapes setting, so that each class is suppressed as strongly per drop as there);
+            ``None``: alpha as given.
+        suppression: the pixels the suppression mean runs over: ``"all"`` (the paper), ``"dropped_pixels"``
+            (labelled ``z``: only where ``z`` truly is) or ``"other_pixels"`` (labelled, not ``z``: a
+            false-positive penalty).
+        dropped_dice_without_z: with a Dice base loss that accepts ``exclude_class``
+            (:class:`MaskedDiceCELoss`), leave ``z`` out of the dropped branch's Dice (its pixels are
+            ignored there anyway); ``False`` keeps z's Dice term, which then only pushes ``p_z`` down.
 
     Forward:
         ``output``: a :class:`DropClassOutput` (train mode) or plain logits (a baseline network,
@@ -108,10 +121,17 @@ class DropClassLoss(nn.Module):
         alpha: float = 10.0,
         ignore_index: int = 255,
         check_targets: bool = True,
+        alpha_reference_classes: Optional[int] = None,
+        suppression: str = "all",
+        dropped_dice_without_z: bool = True,
     ) -> None:
         super().__init__()
         if alpha < 0:
             raise ValueError(f"alpha={alpha} must be >= 0")
+        if suppression not in SUPPRESSION_REGIONS:
+            raise ValueError(f"suppression={suppression!r} is not one of {SUPPRESSION_REGIONS}")
+        if alpha_reference_classes is not None and alpha_reference_classes < 2:
+            raise ValueError(f"alpha_reference_classes={alpha_reference_classes} must be >= 2")
         if base_loss is None:
             base_loss = nn.CrossEntropyLoss(ignore_index=ignore_index)
         if isinstance(base_loss, nn.CrossEntropyLoss):
@@ -125,6 +145,9 @@ class DropClassLoss(nn.Module):
         self.alpha = float(alpha)
         self.ignore_index = int(ignore_index)
         self.check_targets = check_targets
+        self.alpha_reference_classes = alpha_reference_classes
+        self.suppression = suppression
+        self.dropped_dice_without_z = dropped_dice_without_z
         self.progress = 0.0
         self.last_terms: Dict[str, Union[torch.Tensor, float, Optional[int]]] = {}
 
@@ -160,15 +183,18 @@ class DropClassLoss(nn.Module):
                 dropped_labelled,
             )
         else:
-            dropped = self.guarded(dropped_logits, dropped_target, self.base_loss, dropped_labelled)
+            base = self.base_loss
+            if drop_class is not None and self.dropped_dice_without_z and isinstance(base, MaskedDiceCELoss):
+                base = functools.partial(base, exclude_class=drop_class)
+            dropped = self.guarded(dropped_logits, dropped_target, base, dropped_labelled)
         total = (1.0 - progress) * main + progress * dropped
 
         suppression = torch.zeros((), device=logits.device)
         if drop_class is not None:
             if log_probs is None:
                 log_probs = F.log_softmax(dropped_logits, dim=1)
-            suppression = log_probs[:, drop_class].exp().mean()
-            total = total + self.alpha * suppression
+            suppression = self.suppression_term(log_probs[:, drop_class].exp(), target, drop_class)
+            total = total + self.effective_alpha(logits.shape[1]) * suppression
 
         self.last_terms = {
             "total": total.detach(),
@@ -179,6 +205,21 @@ class DropClassLoss(nn.Module):
             "drop_class": drop_class,
         }
         return total
+
+    def effective_alpha(self, num_classes: int) -> float:
+        """``alpha``, scaled by ``K / alpha_reference_classes`` when that is set."""
+        if self.alpha_reference_classes is None:
+            return self.alpha
+        return self.alpha * num_classes / self.alpha_reference_classes
+
+    def suppression_term(self, probability: torch.Tensor, target: torch.Tensor, drop_class: int) -> torch.Tensor:
+        """Mean of ``softmax(dropped)[z]`` ``(B, *spatial)`` over the chosen pixels (zero when there are none)."""
+        if self.suppression == "all":
+            return probability.mean()
+        labelled = target != self.ignore_index
+        region = labelled & (target == drop_class) if self.suppression == "dropped_pixels" else labelled & (target != drop_class)
+        count = region.sum()
+        return (probability * region).sum() / count.clamp(min=1)
 
     def base_term(self, logits: torch.Tensor, target: PreparedTarget) -> torch.Tensor:
         """The base loss, or a graph-connected zero when every pixel is ignored."""
@@ -237,13 +278,21 @@ class MaskedDiceCELoss(nn.Module):
         super().__init__()
         self.dice = DiceLoss(
             to_onehot_y=True, softmax=True, include_background=include_background, batch=batch,
-            smooth_nr=smooth_nr, smooth_dr=smooth_dr, ignore_index=ignore_index,
+            smooth_nr=smooth_nr, smooth_dr=smooth_dr, ignore_index=ignore_index, reduction="none",
         )
+        self.include_background = include_background
         self.cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
         self.lambda_dice = lambda_dice
         self.lambda_ce = lambda_ce
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.lambda_dice * self.dice(logits, target.unsqueeze(1)) + self.lambda_ce * self.cross_entropy(
-            logits, target
-        )
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, exclude_class: Optional[int] = None) -> torch.Tensor:
+        """``exclude_class``: a class left out of the Dice mean (DropClass's dropped class ``z``)."""
+        per_class = self.dice(logits, target.unsqueeze(1))  # (B, K', 1...) or, batch Dice, (K', 1...)
+        per_class = per_class.reshape(-1, logits.shape[1] - (0 if self.include_background else 1))
+        if exclude_class is not None:
+            column = exclude_class - (0 if self.include_background else 1)
+            if column >= 0:
+                keep = [c for c in range(per_class.shape[1]) if c != column]
+                per_class = per_class[:, keep]
+        dice = per_class.mean() if per_class.numel() else logits.sum() * 0.0
+        return self.lambda_dice * dice + self.lambda_ce * self.cross_entropy(logits, target)

@@ -7,7 +7,7 @@ from medseg_dropclass.data import PHANTOM_CLASSES
 def test_demo_is_compare_with_two_arms_and_one_seed(tmp_path, capsys):
     main(["demo", "--output-dir", str(tmp_path), "--max-epochs", "1", "--no-figures"])
     results = json.loads((tmp_path / "results.json").read_text())
-    assert list(results["arms"]) == ["baseline", "dropclass_alpha1"] and results["seeds"] == [0]
+    assert list(results["arms"]) == ["baseline", "dropclass"] and results["seeds"] == [0]
     assert results["splits"] == ["test", "test_shifted"]
     for arm in results["arms"]:
         for split in results["splits"]:
@@ -19,6 +19,7 @@ def test_demo_is_compare_with_two_arms_and_one_seed(tmp_path, capsys):
         assert any((tmp_path / arm / "seed0" / "run" / "tensorboard").iterdir())
     assert abs(sum(results["class_share"]) - 1.0) < 1e-6
     report = (tmp_path / "report.md").read_text()
-    assert report.startswith("> One seed") and "| lesion_c |" in report and "split `test_shifted`" in report
+    assert report.startswith("# Demo") and "One seed: no interval can be given" in report
+    assert "| lesion_c |" in report and "split `test_shifted`" in report and "**Rare classes** (lesion_a, lesion_b, lesion_c;" in report
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out and "report:" in out

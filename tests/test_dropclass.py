@@ -211,3 +211,28 @@ def test_bad_forward_arguments():
         head(torch.randn(1, 4, 4, 4), drop_class=3)
     with pytest.raises(ValueError, match=r"drop_class=-1 is outside 0..2"):
         head(torch.randn(1, 4, 4, 4), drop_class=-1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_detach_dropped_class_keeps_values_and_blocks_only_the_row_of_z(norm):
+    """The dropped branch's logits are unchanged, but neither w_z nor b_z gets a gradient from them;
+    the other rows, the projection and the main branch still learn."""
+    drop_class = 1
+    plain = make_head(2, norm=norm).train()
+    detached = make_head(2, norm=norm, detach_dropped_class=True).train()
+    detached.load_state_dict(plain.state_dict())
+    x = features(2)
+    a, b = plain(x, drop_class=drop_class), detached(x, drop_class=drop_class)
+    torch.testing.assert_close(b.logits, a.logits)
+    torch.testing.assert_close(b.dropped_logits, a.dropped_logits)
+    b.dropped_logits.pow(2).sum().backward()
+    weight_grad, bias_grad = detached.classifier.weight.grad.reshape(4, 6), detached.classifier.bias.grad
+    assert torch.all(weight_grad[drop_class] == 0) and bias_grad[drop_class] == 0
+    others = [k for k in range(4) if k != drop_class]
+    assert torch.all(weight_grad[others].abs().sum(1) > 0) and torch.all(bias_grad[others] != 0)
+    assert detached.projection.conv.weight.grad.abs().sum() > 0
+    a.dropped_logits.pow(2).sum().backward()  # without the option, w_z learns from the dropped branch
+    assert plain.classifier.weight.grad.reshape(4, 6)[drop_class].abs().sum() > 0
+    detached.zero_grad()
+    detached(x, drop_class=drop_class).logits.pow(2).sum().backward()  # the main branch still trains w_z
+    assert detached.classifier.weight.grad.reshape(4, 6)[drop_class].abs().sum() > 0

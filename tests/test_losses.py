@@ -199,3 +199,68 @@ def test_dropped_branch_is_skipped_when_every_pixel_is_the_dropped_class():
     loss_fn(DropClassOutput(logits, dropped, 1), target, progress=1.0)
     expected = torch.nn.functional.cross_entropy(dropped, target.masked_fill(target == 1, IGNORE), ignore_index=IGNORE)
     torch.testing.assert_close(loss_fn.last_terms["dropped"], expected.detach())
+
+
+# --- DropClass variants for few classes, each against the formula written out ------------------------
+
+
+def soft_dice_loss(logits, target, classes, ignore=IGNORE, smooth=1e-5):
+    """Batch soft Dice loss averaged over ``classes``, labelled pixels only (nnU-Net's batch Dice)."""
+    probs = torch.softmax(logits, 1)
+    keep = target != ignore
+    losses = []
+    for k in classes:
+        p = probs[:, k][keep]
+        g = (target[keep] == k).to(probs.dtype)
+        losses.append(1 - (2 * (p * g).sum() + smooth) / (p.sum() + g.sum() + smooth))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("region", ["all", "dropped_pixels", "other_pixels"])
+@pytest.mark.parametrize("reference_classes", [None, 19])
+def test_suppression_region_and_alpha_scaling_match_reference(region, reference_classes):
+    logits, dropped, target = sample((6, 5), classes=4)
+    drop_class, progress, alpha = 2, 0.4, 10.0
+    loss = DropClassLoss(alpha=alpha, suppression=region, alpha_reference_classes=reference_classes)
+    value = loss(DropClassOutput(logits, dropped, drop_class), target, progress=progress)
+    probability = torch.softmax(dropped, 1)[:, drop_class]
+    labelled = target != IGNORE
+    pixels = {"all": torch.ones_like(labelled), "dropped_pixels": labelled & (target == drop_class), "other_pixels": labelled & (target != drop_class)}[region]
+    effective_alpha = alpha if reference_classes is None else alpha * 4 / 19
+    expected = reference(logits, dropped, target, drop_class, progress, alpha=0.0) + effective_alpha * probability[pixels].mean()
+    torch.testing.assert_close(value, expected, atol=1e-6, rtol=1e-6)
+    # with p = 0 the dropped logits reach the loss only through the suppression: no gradient outside the region
+    dropped.requires_grad_(True)
+    loss(DropClassOutput(logits, dropped, drop_class), target, progress=0.0).backward()
+    moved = dropped.grad.abs().sum(1) > 0
+    assert torch.equal(moved, pixels)
+
+
+@pytest.mark.parametrize("without_z", [True, False])
+def test_dice_ce_dropped_branch_leaves_z_out_of_the_dice(without_z):
+    logits, dropped, target = sample((6, 5), classes=4)
+    drop_class, progress = 3, 0.6
+    base = MaskedDiceCELoss(include_background=False, batch=True)
+    loss = DropClassLoss(base_loss=base, alpha=0.0, dropped_dice_without_z=without_z)
+    value = loss(DropClassOutput(logits, dropped, drop_class), target, progress=progress)
+    masked = target.masked_fill(target == drop_class, IGNORE)
+    main = soft_dice_loss(logits, target, [1, 2, 3]) + cross_entropy(logits, target)
+    dice_classes = [1, 2] if without_z else [1, 2, 3]
+    dropped_term = soft_dice_loss(dropped, masked, dice_classes) + cross_entropy(dropped, masked)
+    torch.testing.assert_close(value, (1 - progress) * main + progress * dropped_term, atol=1e-6, rtol=1e-6)
+
+
+def test_masked_dice_ce_matches_the_formula_per_sample_and_batch():
+    logits, _, target = sample((5, 4), classes=3, batch=3)
+    batch_loss = MaskedDiceCELoss(include_background=False, batch=True)(logits, target)
+    torch.testing.assert_close(batch_loss, soft_dice_loss(logits, target, [1, 2]) + cross_entropy(logits, target), atol=1e-6, rtol=1e-6)
+    per_sample = MaskedDiceCELoss(include_background=True)(logits, target)
+    dice = torch.stack([soft_dice_loss(logits[b : b + 1], target[b : b + 1], [k]) for b in range(3) for k in range(3)]).mean()
+    torch.testing.assert_close(per_sample, dice + cross_entropy(logits, target), atol=1e-6, rtol=1e-6)
+
+
+def test_variant_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"suppression='edges' is not one of \('all', 'dropped_pixels', 'other_pixels'\)"):
+        DropClassLoss(suppression="edges")
+    with pytest.raises(ValueError, match=r"alpha_reference_classes=1 must be >= 2"):
+        DropClassLoss(alpha_reference_classes=1)

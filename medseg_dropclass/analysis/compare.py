@@ -9,59 +9,73 @@ command with two arms and one seed.
 """
 
 import json
-import math
 import os
 import pathlib
-import random
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+import zlib
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
 from medseg_dropclass.engine.bundles import config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import latest_checkpoint
-from medseg_dropclass.metrics import FREQUENCY_BINS
+from medseg_dropclass.analysis.report import write_report
 from medseg_dropclass.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
 
-__all__ = ["ARMS", "run_study", "evaluate_run", "evaluation_splits", "paired_sign_flip_test", "write_report"]
+__all__ = ["ARMS", "Arm", "drop_seed", "run_study", "evaluate_run", "evaluation_splits", "write_report", "write_figures"]
 
 BUNDLE = "phantom2d_dropclass"
 
-# name -> (description, config overrides, training-budget multiplier)
-ARMS: Dict[str, tuple] = {
-    "baseline": ("plain CE, same network", {"dropclass": False}, 1),
-    "baseline_weighted_ce": (
-        "class-weighted CE (1/sqrt(share))",
-        {"dropclass": False, "loss#base_loss": {"_target_": "torch.nn.CrossEntropyLoss", "weight": "$torch.tensor(@class_weights)", "ignore_index": 255}},
-        1,
+class Arm(NamedTuple):
+    """One arm of a study: what it is, its config overrides, its budget and the arm it is compared with."""
+
+    description: str
+    overrides: Dict[str, Any]
+    budget: int = 1
+    reference: str = "baseline"
+
+
+PAPER = {"alpha": 10.0}  # the authors' DropClass: alpha 10, p linear 0 -> 1, z uniform over all classes, all pixels
+# Every arm trains on the recipe of the bundle base (class-balanced patches, batch Dice + CE without background,
+# SGD Nesterov + poly); each variant changes one thing of the paper's arm.
+ARMS: Dict[str, Arm] = {
+    "baseline": Arm("recipe, plain classifier head", {"dropclass": False}),
+    "baseline_2x": Arm("recipe, plain head, twice the iterations", {"dropclass": False}, 2),
+    "baseline_adam": Arm("recipe with AdamW instead of SGD", {"dropclass": False, "optimizer_name": "adam", "learning_rate": 0.001}),
+    "baseline_ce": Arm("plain cross-entropy instead of Dice + CE", {"dropclass": False, "base_loss_name": "ce"}),
+    "head_control": Arm("projection head trained, nothing dropped, alpha 0 (the head's capacity alone)", {"sampling": "none", "alpha": 0.0}),
+    "dropclass": Arm("paper: alpha 10, z uniform, suppression on all pixels", PAPER),
+    "dropclass_2x": Arm("paper, twice the iterations (the authors' budget)", PAPER, 2, "baseline_2x"),
+    "dropclass_adam": Arm("paper with AdamW", {**PAPER, "optimizer_name": "adam", "learning_rate": 0.001}, 1, "baseline_adam"),
+    "dropclass_alpha1": Arm("alpha 1", {"alpha": 1.0}),
+    "dropclass_alpha_scaled": Arm("alpha 10 x K/19 (the authors' per-class suppression)", {**PAPER, "alpha_reference_classes": 19}),
+    "dropclass_fp": Arm("suppression on the pixels that are not z (a false-positive penalty)", {**PAPER, "suppression": "other_pixels"}),
+    "dropclass_own_pixels": Arm("suppression on the pixels of z only", {**PAPER, "suppression": "dropped_pixels"}),
+    "dropclass_detach": Arm("dropped branch detached from the classifier row of z", {**PAPER, "detach_dropped_class": True}),
+    "dropclass_no_background": Arm("background never dropped", {**PAPER, "never_drop": [0]}),
+    "dropclass_host": Arm(
+        "z drawn by how much a class surrounds the rare classes (their hosts), background never dropped",
+        {**PAPER, "sampling": "weighted", "never_drop": [0],
+         "sampling_weights": "$medseg_dropclass.data.host_weights(@train_datalist, @preprocessing.transforms('label'), @class_share)"},
     ),
-    "baseline_dicece": (
-        "Dice + CE",
-        {"dropclass": False, "loss#base_loss": {"_target_": "medseg_dropclass.MaskedDiceCELoss", "ignore_index": 255}},
-        1,
+    "dropclass_share": Arm(
+        "z drawn by class share ** -0.5 (rare classes dropped more), background never dropped",
+        {**PAPER, "sampling": "weighted", "never_drop": [0], "sampling_weights": "$medseg_dropclass.sampling.share_weights(@class_share, -0.5)"},
     ),
-    "dropclass": ("paper: alpha 10, p linear to 1, uniform z, projection inference", {"alpha": 10.0}, 1),
-    "dropclass_alpha1": ("alpha 1", {"alpha": 1.0}, 1),
-    "dropclass_alpha0.1": ("alpha 0.1", {"alpha": 0.1}, 1),
-    "dropclass_capped": ("alpha 10, p linear capped at 0.5", {"alpha": 10.0, "schedule": {"_target_": "medseg_dropclass.CappedLinearSchedule", "max_value": 0.5}}, 1),
-    "dropclass_present": ("alpha 10, z from the classes present in the batch", {"alpha": 10.0, "sampling": "present"}, 1),
-    "dropclass_classifier_path": ("alpha 10, inference through the main classifier", {"alpha": 10.0, "network_def#inference_path": "classifier"}, 1),
-    "dropclass_2x": ("paper, twice the baseline's iterations (the paper's budget)", {"alpha": 10.0}, 2),
-    "dropclass_alpha1_weighted_ce": (
-        "alpha 1 over the class-weighted CE base",
-        {"alpha": 1.0, "loss#base_loss": {"_target_": "torch.nn.CrossEntropyLoss", "weight": "$torch.tensor(@class_weights)", "ignore_index": 255}},
-        1,
-    ),
+    "dropclass_keep_z_dice": Arm("z kept in the dropped branch's Dice", {**PAPER, "loss#dropped_dice_without_z": False}),
+    "dropclass_present": Arm("z drawn among the classes present in the batch", {**PAPER, "sampling": "present"}),
+    "dropclass_capped": Arm("p rising linearly but capped at 0.5", {**PAPER, "schedule": {"_target_": "medseg_dropclass.CappedLinearSchedule", "max_value": 0.5}}),
+    "dropclass_classifier_path": Arm("inference through the main classifier instead of the projection", {**PAPER, "network_def#inference_path": "classifier"}),
+    "baseline_wide": Arm("plain head on 64 feature channels instead of 16", {"dropclass": False, "network_def#feature_channels": 64}),
+    "dropclass_wide": Arm("paper, head on 64 feature channels (the authors had 270-720 for 19 classes)", {**PAPER, "network_def#feature_channels": 64}, 1, "baseline_wide"),
 }
 
 
-def class_weights(share: Sequence[float]) -> List[float]:
-    """Inverse square root of the class share, normalised to mean 1."""
-    raw = [1.0 / math.sqrt(max(s, 1e-6)) for s in share]
-    mean = sum(raw) / len(raw)
-    return [w / mean for w in raw]
+def drop_seed(arm: str, seed: int) -> int:
+    """Each arm's own drop-sequence stream for a seed (network initialisation and data order stay paired by seed)."""
+    return zlib.crc32(f"{arm}:{seed}".encode()) % (2**31)
 
 
 def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
@@ -124,27 +138,6 @@ def load_final_network(parser, run_dir: pathlib.Path) -> torch.nn.Module:
     return network.eval()
 
 
-def paired_sign_flip_test(differences: Sequence[float], permutations: int = 20000, seed: int = 0) -> float:
-    """Two-sided p-value of mean(differences) = 0 by sign flipping (exact for n <= 16)."""
-    values = [d for d in differences if not math.isnan(d)]
-    n = len(values)
-    if n == 0:
-        return float("nan")
-    observed = abs(sum(values)) / n
-    if observed == 0:
-        return 1.0
-    if n <= 16:
-        count = total = 0
-        for mask in range(1 << n):
-            flipped = sum(-v if mask >> i & 1 else v for i, v in enumerate(values))
-            count += abs(flipped) / n >= observed - 1e-12
-            total += 1
-        return count / total
-    rng = random.Random(seed)
-    count = sum(abs(sum(v if rng.random() < 0.5 else -v for v in values)) / n >= observed - 1e-12 for _ in range(permutations))
-    return (count + 1) / (permutations + 1)
-
-
 def run_study(
     output_dir: str,
     arms: Sequence[str],
@@ -154,7 +147,16 @@ def run_study(
     bundle: str = BUNDLE,
     extra_overrides: Optional[dict] = None,
 ) -> dict:
-    """Train and evaluate every arm for every seed; write summaries and return the collected results."""
+    """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
+
+    Resumable: a finished (arm, seed) with the same configuration is reused from its ``result.json``;
+    an interrupted one continues from its last epoch checkpoint (the bundle's resume handler); the
+    collected ``results.json`` is rewritten after every run, so a study can span several sittings.
+
+    Raises:
+        ValueError: an unknown arm, or a finished run whose recorded configuration differs (the
+            output folder belongs to another study: nothing is overwritten).
+    """
     from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, make_phantom_dataset, read_dataset_json
 
     unknown = [a for a in arms if a not in ARMS]
@@ -162,160 +164,75 @@ def run_study(
         raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     bundle = str(find_bundle(bundle))
     out = pathlib.Path(output_dir).resolve()
-    data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d"
+    data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
     if dataset_dir is None and not (data / "dataset.json").is_file():
         make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
     info = read_dataset_json(data)
     counts = decathlon_class_counts(info.path)["counts"]
     share = (counts / counts.sum()).tolist()
     splits = evaluation_splits(info.path)
-    val_interval = max(1, max_epochs // 4)
+    val_interval = max(1, max_epochs // 10)
     results: dict = {
-        "bundle": pathlib.Path(bundle).name, "class_names": info.class_names, "class_share": share, "splits": splits,
-        "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds),
+        "bundle": pathlib.Path(bundle).name, "dataset_dir": str(data), "class_names": info.class_names, "class_share": share,
+        "splits": splits, "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds),
     }
     for arm in arms:
-        description, overrides, multiplier = ARMS[arm]
-        results["arms"][arm] = {"description": description, "seeds": {}}
+        spec = ARMS[arm]
+        results["arms"][arm] = {
+            "description": spec.description, "budget": spec.budget, "reference": spec.reference, "seeds": {},
+            "drop_sequence": "own stream (seeded by arm and seed)" if spec.overrides.get("dropclass", True) else "none (no DropClass)",
+        }
         for seed in seeds:
-            epochs = max_epochs * multiplier
+            epochs = max_epochs * spec.budget
             full = {
-                "dataset_dir": str(data), "seed": seed, "max_epochs": epochs, "val_interval": val_interval * multiplier,
-                "class_weights": class_weights(share), **(extra_overrides or {}), **overrides,
+                "dataset_dir": str(data), "seed": seed, "drop_seed": drop_seed(arm, seed), "max_epochs": epochs,
+                "val_interval": val_interval * spec.budget, **(extra_overrides or {}), **spec.overrides,
             }
             arm_dir = out / arm / f"seed{seed}"
-            print(f"[{arm} seed {seed}] training {epochs} epochs", flush=True)
-            cost = train_arm(bundle, full, arm_dir)
-            checkpoint = final_checkpoint(arm_dir / "run")
-            evaluated = {**full, "output_dir": str(arm_dir / "run"), "class_share": share}
-            entry = {"cost": cost, "summaries": {}}
-            for split in splits:
-                entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
-            weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
-            similarity = class_weight_similarity(weight)
-            entry["similarity"] = {"matrix": similarity.tolist(), **similarity_summary(similarity, share)}
-            (arm_dir / "result.json").write_text(json.dumps(entry, indent=2))
-            results["arms"][arm]["seeds"][seed] = entry
-            first = splits[0]
-            print(f"[{arm} seed {seed}] {cost['seconds']:.0f} s, peak {cost['peak_memory_mib']:.0f} MiB, "
-                  f"foreground Dice {entry['summaries'][first]['foreground_mean']['Dice']:.3f} ({first})", flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+            entry = _finished(arm_dir, full)
+            if entry is None:
+                entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share)
+            results["arms"][arm]["seeds"][str(seed)] = entry
+            (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
 
 
-def _stats(values: List[float]) -> tuple:
-    kept = [v for v in values if not math.isnan(v)]
-    if not kept:
-        return float("nan"), float("nan")
-    mean = sum(kept) / len(kept)
-    std = math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - 1)) if len(kept) > 1 else 0.0
-    return mean, std
+def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
+    """The stored result of a finished run with exactly these overrides, else ``None`` (not finished)."""
+    result = arm_dir / "result.json"
+    if not result.is_file():
+        return None
+    entry = json.loads(result.read_text())
+    if entry.get("overrides") != json.loads(json.dumps(overrides)):
+        raise ValueError(
+            f"{result} was produced with other settings ({entry.get('overrides')}); this study asks for {overrides}. "
+            "Use another --output-dir, or delete that run to redo it (nothing is overwritten)."
+        )
+    print(f"[{arm_dir.parent.name} seed {overrides['seed']}] finished earlier: reused", flush=True)
+    return entry
 
 
-def _per_class(results: dict, arm: str, split: str, metric: str) -> Dict[str, List[float]]:
-    names = results["class_names"]
-    seeds = results["arms"][arm]["seeds"].values()
-    return {n: [s["summaries"][split]["mean"][n][metric] for s in seeds] for n in names}
-
-
-def _paired_differences(results: dict, arm: str, reference: str, split: str, name: str, metric: str = "Dice") -> List[float]:
-    differences = []
-    for seed, entry in results["arms"][arm]["seeds"].items():
-        base = results["arms"][reference]["seeds"].get(seed)
-        if base is None:
-            continue
-        for case, case_ref in zip(entry["summaries"][split]["metric_per_case"], base["summaries"][split]["metric_per_case"]):
-            differences.append(case["metrics"][name][metric] - case_ref["metrics"][name][metric])
-    return differences
-
-
-def write_report(results: dict, output_dir: str, reference: str = "baseline") -> pathlib.Path:
-    """Markdown report + PNG (per-class delta IoU against class frequency) from :func:`run_study`'s results."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = pathlib.Path(output_dir)
-    names, share = results["class_names"], results["class_share"]
-    arms = list(results["arms"])
-    lines = [
-        "# Baseline vs DropClass, per class",
-        "",
-        f"{len(results['seeds'])} seeds ({', '.join(map(str, results['seeds']))}), {results['max_epochs']} epochs per arm "
-        "(x2 for `_2x` arms); networks of the last epoch; mean +/- std over seeds of the per-case mean "
-        "(a class absent from reference and prediction of a case is left out, as in nnU-Net).",
-        "",
-        "| arm | what | wall time (s) | peak memory (MiB) |",
-        "|---|---|---:|---:|",
-    ]
-    for arm in arms:
-        costs = [s["cost"] for s in results["arms"][arm]["seeds"].values()]
-        t, _ = _stats([c["seconds"] for c in costs])
-        m, _ = _stats([c["peak_memory_mib"] for c in costs])
-        lines.append(f"| {arm} | {results['arms'][arm]['description']} | {t:.0f} | {m:.0f} |")
-    splits = results["splits"]
+def _train_and_evaluate(bundle: str, arm: str, seed: int, full: dict, arm_dir: pathlib.Path, splits: List[str], share: List[float]) -> dict:
+    resumed = latest_checkpoint(str(arm_dir / "run" / "checkpoints"))
+    print(f"[{arm} seed {seed}] training {full['max_epochs']} epochs" + (f", resuming from {pathlib.Path(resumed).name}" if resumed else ""), flush=True)
+    cost = train_arm(bundle, full, arm_dir)
+    checkpoint = final_checkpoint(arm_dir / "run")
+    evaluated = {**full, "output_dir": str(arm_dir / "run"), "class_share": share}
+    entry: dict = {"overrides": full, "cost": cost, "resumed": resumed is not None, "summaries": {}}
+    parser = bundle_parser(bundle, full)
+    images = full["max_epochs"] * len(parser.get_parsed_content("train#dataset")) * int(getattr(parser.get_parsed_content("preprocessing"), "num_crops", 1))
+    cost["images_per_second"] = images / cost["seconds"] if not resumed else float("nan")
     for split in splits:
-        for metric in ("IoU", "Dice"):
-            lines += ["", f"## {metric}, split `{split}`", ""]
-            lines.append("| class | share | " + " | ".join(arms) + " |")
-            lines.append("|---|---:|" + "---:|" * len(arms))
-            table = {arm: _per_class(results, arm, split, metric) for arm in arms}
-            for k, name in enumerate(names):
-                cells = []
-                for arm in arms:
-                    mean, std = _stats(table[arm][name])
-                    cells.append(f"{mean:.3f} +/- {std:.3f}")
-                lines.append(f"| {name} | {100 * share[k]:.3f}% | " + " | ".join(cells) + " |")
-            for bin_name, _, _ in FREQUENCY_BINS:
-                cells = [
-                    "{:.3f}".format(_stats([s["summaries"][split]["frequency_bins"][bin_name][metric] for s in results["arms"][a]["seeds"].values()])[0])
-                    for a in arms
-                ]
-                lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
-    if reference in results["arms"]:
-        lines += ["", f"## Paired test against `{reference}` (Dice per case, pairs over seeds x cases, sign-flip permutation)", ""]
-        lines.append("| arm | split | class | mean delta Dice | pairs | p |")
-        lines.append("|---|---|---|---:|---:|---:|")
-        for arm in arms:
-            if arm == reference:
-                continue
-            for split in splits:
-                for name in names[1:]:
-                    d = [v for v in _paired_differences(results, arm, reference, split, name) if not math.isnan(v)]
-                    if not d:
-                        continue
-                    lines.append(f"| {arm} | {split} | {name} | {sum(d) / len(d):+.3f} | {len(d)} | {paired_sign_flip_test(d):.3g} |")
-        figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.5), sharey=True, squeeze=False)
-        axes = axes[0]
-        for axis, split in zip(axes, splits):
-            base = _per_class(results, reference, split, "IoU")
-            for arm in arms:
-                if arm == reference:
-                    continue
-                deltas = [_stats(_per_class(results, arm, split, "IoU")[n])[0] - _stats(base[n])[0] for n in names]
-                axis.plot([max(s, 1e-6) for s in share], deltas, "o", label=arm, alpha=0.8)
-            axis.axhline(0, color="black", linewidth=0.8)
-            axis.set_xscale("log")
-            axis.set_xlabel("class share of training pixels")
-            axis.set_title(split)
-            for k, name in enumerate(names):
-                axis.annotate(name, (max(share[k], 1e-6), 0), fontsize=6, rotation=60, alpha=0.6)
-        axes[0].set_ylabel(f"IoU minus {reference} IoU (mean over seeds)")
-        axes[-1].legend(fontsize=7)
-        figure.tight_layout()
-        figure.savefig(out / "delta_iou_vs_frequency.png", dpi=100)
-        plt.close(figure)
-        lines += ["", "![per-class delta IoU against class frequency](delta_iou_vs_frequency.png)"]
-    lines += ["", "## Classifier weight similarity (mean over seeds)", "", "| arm | most frequent class vs others | least frequent class vs others | mean off-diagonal |", "|---|---:|---:|---:|"]
-    for arm in arms:
-        sims = [s["similarity"] for s in results["arms"][arm]["seeds"].values()]
-        cells = [f"{_stats([s[key] for s in sims])[0]:.3f}" for key in ("most_frequent_mean_similarity", "least_frequent_mean_similarity", "mean_off_diagonal")]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+        entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
+    weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
+    similarity = class_weight_similarity(weight)
+    entry["similarity"] = {"matrix": similarity.tolist(), **similarity_summary(similarity, share)}
+    (arm_dir / "result.json").write_text(json.dumps(entry, indent=1))
+    first = splits[0]
+    print(f"[{arm} seed {seed}] {cost['seconds']:.0f} s, peak {cost['peak_memory_mib']:.0f} MiB, "
+          f"foreground Dice {entry['summaries'][first]['foreground_mean']['Dice']:.3f} ({first})", flush=True)
+    return entry
 
 
 def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
@@ -346,19 +263,20 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass compare", description=__doc__)
     parser.add_argument("--arms", nargs="+", default=["baseline", "dropclass"], help=f"known: {', '.join(ARMS)}")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
+    parser.add_argument("--max-epochs", type=int, default=None, help="the 1x budget (default: the bundle's max_epochs)")
     parser.add_argument("--output-dir", default="outputs/compare")
     parser.add_argument("--bundle", default=BUNDLE, help="a shipped bundle's name or a bundle folder (default: %(default)s)")
     parser.add_argument("--dataset-dir", default=None, help="a Decathlon-format dataset (default: the 2D phantoms)")
     parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.max_epochs < 1:
+    if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         parser.error("--seeds and --max-epochs must be >= 1")
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
-    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), args.max_epochs, args.dataset_dir, args.bundle)
+    max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
+    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle)
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)

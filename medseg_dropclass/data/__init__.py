@@ -22,7 +22,7 @@ from medseg_dropclass.data.phantoms import (
     make_phantom_dataset,
 )
 from medseg_dropclass.data.preprocessing import DecathlonPreprocessing, NaturalImagePreprocessing, Preprocessing
-from medseg_dropclass.data.stats import class_share, class_table, count_classes, decathlon_class_counts, write_class_statistics
+from medseg_dropclass.data.stats import class_share, class_table, neighbour_cooccurrence, host_weights, count_classes, decathlon_class_counts, write_class_statistics
 from medseg_dropclass.data.transforms import CacheDataset, Dataset, DatasetError, LookupLabelsd, VerifyImaged, VerifyPaird
 from medseg_dropclass.data.verify import check_dataset, verify_datalist
 from medseg_dropclass.data.writers import SaveLabelPNGd
@@ -55,6 +55,8 @@ __all__ = [
     "check_dataset",
     "count_classes",
     "class_share",
+    "neighbour_cooccurrence",
+    "host_weights",
     "decathlon_class_counts",
     "class_table",
     "write_class_statistics",

@@ -129,7 +129,7 @@ def decathlon_transforms(
     else ``evaluate`` (the label stays on its own grid) or, without labels, ``inference``.
 
     ``options`` are :class:`DecathlonPreprocessing`'s (``pixdim``, ``intensity``, ``crop_size``,
-    ``class_ratios``, ``num_crops``, ``reader``, ``ignore_index``).
+    ``foreground_share``, ``num_crops``, ``reader``, ``ignore_index``).
     """
     stage = "inference" if not with_label else "train" if train else "evaluate"
     return DecathlonPreprocessing(spatial_dims, num_classes, image_channels, **options).transforms(stage)

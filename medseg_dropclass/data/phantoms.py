@@ -1,11 +1,17 @@
-"""Deterministic synthetic organ + lesion phantoms in the Medical Segmentation Decathlon layout.
+"""Deterministic synthetic organ + lesion phantoms in the Medical Segmentation Decathlon layout (v2).
 
-Each case is a "body" with three organs (about 15%, 7% and 3% of the pixels in 2D; 10%, 5% and 2.5% in
-3D) and three lesion classes (about 0.35%, 0.04% and 0.02% in 2D; 0.14%, 0.01% and 0.003% in 3D). Each lesion class has a host organ: in training and in the
-in-distribution test split it sits inside its host in ``host_probability`` of the cases, elsewhere
-in the body otherwise. In the *context-shifted* test split every lesion sits outside its host, the
-case DropClass claims to help with. Lesion intensities overlap those of other organs, so a model
-has to combine appearance and context.
+Each case is a "body" with three organs (about 15%, 7% and 3% of the pixels in 2D; 10%, 5% and 2.5%
+in 3D) and three lesion classes. Each lesion class has a host organ: in training and in the
+in-distribution test split it sits inside its host with probability ``host_probability`` (sweep it to
+change the strength of the context bias), elsewhere in the body otherwise. In the *context-shifted*
+test split every lesion sits outside its host, the case DropClass claims to help with.
+
+The shift changes context alone: a lesion is drawn as an intensity *offset* added to whatever lies
+under it, with a contrast (in noise standard deviations) drawn from the same distribution inside and
+outside the host. Lesion classes differ in appearance (``lesion_a`` brighter than its surroundings,
+``lesion_b`` darker, ``lesion_c`` much brighter) and size; every lesion covers at least
+``MIN_LESION_PIXELS`` pixels in 2D (``MIN_LESION_VOXELS`` in 3D: the same physical ball with the thicker
+slices). ``lesion_c`` stays rare (share < 0.1%) because few cases have one, not because it is tiny.
 
 Images are rendered at twice the resolution and averaged down, so organ and lesion borders carry
 partial-volume mixing; a per-case gain, a smooth bias field and Gaussian noise follow. Files are
@@ -23,13 +29,14 @@ from typing import Dict, List, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 from tqdm import tqdm
 
-__all__ = ["PHANTOM_CLASSES", "PhantomConfig", "make_phantom_dataset", "ensure_phantoms", "render_case", "DEFAULT_2D", "DEFAULT_3D"]
+__all__ = ["PHANTOM_CLASSES", "LESIONS", "LesionClass", "MIN_LESION_PIXELS", "MIN_LESION_VOXELS", "PhantomConfig", "make_phantom_dataset", "ensure_phantoms", "render_case", "DEFAULT_2D", "DEFAULT_3D", "PHANTOM_VERSION"]
 
 PHANTOM_CLASSES = ["background", "organ_large", "organ_medium", "organ_small", "lesion_a", "lesion_b", "lesion_c"]
-# class -> mean intensity; lesions overlap other organs' intensities on purpose
-INTENSITY = {0: 40.0, 1: 100.0, 2: 70.0, 3: 130.0, 4: 62.0, 5: 108.0, 6: 92.0}
+# organ -> mean intensity (before the per-case gain); the body background is 40, outside the body 0
+INTENSITY = {0: 40.0, 1: 100.0, 2: 70.0, 3: 130.0}
 OUTSIDE_BODY = 0.0
 # organ: (centre as fraction of the size per axis, radii as fraction of the size per axis); in 3D
 # the organs span most slices (the z radius) and are 10% wider, to keep their 2D voxel shares
@@ -39,8 +46,31 @@ ORGANS = {
     3: ((0.33, 0.72, 0.5), (0.1, 0.1, 0.48)),
 }
 WIDER_IN_3D = 1.1
-# lesion: (host organ, radius as fraction of the size in 2D and in 3D, probability that a case has it)
-LESIONS = {4: (1, (0.036, 0.07), 0.8), 5: (2, (0.02, 0.035), 0.4), 6: (3, (0.014, 0.028), 0.35)}
+
+
+@dataclass(frozen=True)
+class LesionClass:
+    """One lesion class: its host organ, radius (fraction of the size), presence and contrast.
+
+    ``contrast`` is ``(low, high)`` in noise standard deviations, signed: the lesion adds
+    ``U(low, high) * noise`` to what lies under it, inside or outside its host alike.
+    """
+
+    host: int
+    radius: float
+    presence: float
+    contrast: Tuple[float, float]
+
+
+LESIONS = {
+    4: LesionClass(host=1, radius=0.05, presence=0.8, contrast=(3.0, 5.0)),
+    5: LesionClass(host=2, radius=0.036, presence=0.6, contrast=(-5.0, -3.0)),
+    6: LesionClass(host=3, radius=0.036, presence=0.12, contrast=(6.0, 9.0)),
+}
+PHANTOM_VERSION = 2  # written into dataset.json; ensure_phantoms refuses a folder of another version
+MIN_LESION_PIXELS = 25
+# the ball whose in-plane disc has MIN_LESION_PIXELS, counted on slices twice as thick as the in-plane size
+MIN_LESION_VOXELS = int(4.0 / 3.0 * math.pi * (MIN_LESION_PIXELS / math.pi) ** 1.5 / 2.0)
 
 
 @dataclass
@@ -52,7 +82,8 @@ class PhantomConfig:
         size: voxels per axis (3D: the last axis is ``size // 2``, with thicker slices).
         spacing: voxel size in mm per axis.
         num_train, num_test, num_shifted: cases per split.
-        host_probability: chance that a lesion sits in its host organ (train and in-distribution test).
+        host_probability: chance that a lesion sits in its host organ (train and in-distribution test);
+            1.0 is a perfect shortcut, 1/4 about no bias.
         noise: standard deviation of the Gaussian noise.
         seed: the dataset is a pure function of the configuration.
     """
@@ -60,9 +91,9 @@ class PhantomConfig:
     spatial_dims: int = 2
     size: int = 96
     spacing: Tuple[float, ...] = (0.8, 0.8)
-    num_train: int = 64
-    num_test: int = 16
-    num_shifted: int = 16
+    num_train: int = 100
+    num_test: int = 300
+    num_shifted: int = 300
     host_probability: float = 0.9
     noise: float = 8.0
     seed: int = 0
@@ -84,7 +115,7 @@ class PhantomConfig:
 
 
 DEFAULT_2D = PhantomConfig()
-DEFAULT_3D = PhantomConfig(spatial_dims=3, size=64, spacing=(1.0, 1.0, 2.5), num_train=24, num_test=6, num_shifted=6)
+DEFAULT_3D = PhantomConfig(spatial_dims=3, size=64, spacing=(1.0, 1.0, 2.5), num_train=24, num_test=40, num_shifted=40)
 
 
 def _grid(shape: Sequence[int], factor: int) -> List[np.ndarray]:
@@ -109,6 +140,27 @@ def _lesion_centre(
         candidates = candidates[inner]
     point = candidates[rng.integers(len(candidates))]
     return tuple(float(v) for v in (point + 0.5) / shape)
+
+
+def _min_radius(shape: Sequence[int], min_size: int) -> float:
+    """Radius (fraction of each axis) whose ellipsoid covers about ``min_size`` voxels, with a margin."""
+    volume_per_unit = math.pi if len(shape) == 2 else 4.0 / 3.0 * math.pi
+    radius_fraction = (min_size / (volume_per_unit * float(np.prod(shape)))) ** (1.0 / len(shape))
+    return 1.15 * radius_fraction
+
+
+def _inset(region: np.ndarray, radius: float) -> np.ndarray:
+    """The voxels of ``region`` farther than ``radius`` (fraction of each axis) from its outside."""
+    distance = ndimage.distance_transform_edt(region, sampling=[1.0 / n for n in region.shape])
+    return distance > radius
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one voxel along each axis (a gap between lesions)."""
+    out = mask.copy()
+    for axis in range(mask.ndim):
+        out |= np.roll(mask, 1, axis) | np.roll(mask, -1, axis)
+    return out
 
 
 def render_case(config: PhantomConfig, rng: np.random.Generator, lesions_in_host: bool) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,23 +190,41 @@ def render_case(config: PhantomConfig, rng: np.random.Generator, lesions_in_host
     body = _ellipsoid(coarse, body_centre, body_radii)
 
     lesion_shapes = []
-    for lesion, (host, radius_by_dims, presence) in LESIONS.items():
-        radius = radius_by_dims[dims - 2]
-        if rng.random() >= presence:
-            continue
+    taken = np.zeros(shape, dtype=bool)  # lesions do not overlap (each keeps its full size)
+    min_size = MIN_LESION_PIXELS if dims == 2 else MIN_LESION_VOXELS
+    for lesion, spec in LESIONS.items():
+        present = rng.random() < spec.presence
         in_host = lesions_in_host and rng.random() < config.host_probability
-        allowed = (labels == host) if in_host else (body & (labels != host) & (labels < 4))
-        centre = _lesion_centre(rng, labels, allowed, margin=0.08)
-        radii = tuple(radius * rng.uniform(0.8, 1.2) * np.ones(dims))
-        lesion_shapes.append((lesion, centre, radii))
-        labels[_ellipsoid(coarse, centre, radii)] = lesion
+        size_factor, contrast = rng.uniform(0.85, 1.15), rng.uniform(*spec.contrast)
+        if not present:
+            continue
+        radius = max(spec.radius * size_factor, _min_radius(shape, min_size))
+        host = labels == spec.host
+        # in the host: the whole lesion inside it; elsewhere: the whole lesion clear of it
+        region = _inset(host, radius) if in_host else _inset(body & ~host, radius) & (labels < 4)
+        if not region.any():  # a host too small for the lesion: its centre still lies inside
+            region = host if in_host else body & ~host & (labels < 4)
+        allowed = region & ~taken
+        for _ in range(20):  # a centre where the lesion fits and touches no other lesion
+            centre = _lesion_centre(rng, labels, allowed if allowed.any() else region, margin=0.08)
+            radii = tuple(radius * np.ones(dims))
+            mask = _ellipsoid(coarse, centre, radii)
+            if mask.sum() >= min_size and not (mask & taken).any():
+                break
+            radius *= 1.05
+        labels[mask] = lesion
+        taken |= _dilate(mask)
+        lesion_shapes.append((centre, radii, contrast * config.noise))
 
-    # image: the same geometry on the fine grid, averaged down (partial volume at the borders)
+    # image: the same geometry on the fine grid, averaged down (partial volume at the borders); a
+    # lesion is an offset on what lies under it, so its local contrast does not depend on its context
     fine_shape = tuple(n * factor for n in shape)
     intensity = np.full(fine_shape, OUTSIDE_BODY, dtype=np.float32)
     intensity[_ellipsoid(fine, body_centre, body_radii)] = INTENSITY[0]
-    for cls, centre, radii in shapes[1:] + lesion_shapes:
+    for cls, centre, radii in shapes[1:]:
         intensity[_ellipsoid(fine, centre, radii)] = INTENSITY[cls]
+    for centre, radii, offset in lesion_shapes:
+        intensity[_ellipsoid(fine, centre, radii)] += offset
     pooled = intensity.reshape([v for n in shape for v in (n, factor)]).mean(axis=tuple(range(1, 2 * dims, 2)))
 
     gain = rng.uniform(0.85, 1.15)
@@ -208,6 +278,7 @@ def make_phantom_dataset(root: str, config: PhantomConfig = DEFAULT_2D, progress
     bar.close()
     dataset = {
         "name": f"Phantom{config.spatial_dims}D",
+        "phantom_version": PHANTOM_VERSION,
         "description": "Synthetic organ + lesion phantoms with a lesion-in-host context bias (medseg_dropclass)",
         "tensorImageSize": f"{config.spatial_dims}D",
         "modality": {"0": "synthetic"},
@@ -230,7 +301,16 @@ def ensure_phantoms(dataset_dir: str, spatial_dims: int) -> str:
         FileNotFoundError: ``dataset_dir`` exists, is not empty and holds no ``dataset.json``
             (a wrong path: nothing is written into someone else's folder).
     """
-    if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
+    dataset_json = os.path.join(dataset_dir, "dataset.json")
+    if os.path.isfile(dataset_json):
+        with open(dataset_json) as handle:
+            content = json.load(handle)
+        name = str(content.get("name", ""))
+        if name.startswith("Phantom") and content.get("phantom_version", 1) != PHANTOM_VERSION:
+            raise FileExistsError(
+                f"{dataset_json}: phantoms of version {content.get('phantom_version', 1)}, this code generates version "
+                f"{PHANTOM_VERSION}; delete {dataset_dir} to regenerate, or pass another dataset_dir (nothing is overwritten)"
+            )
         return dataset_dir
     if os.path.exists(dataset_dir) and (not os.path.isdir(dataset_dir) or os.listdir(dataset_dir)):
         raise FileNotFoundError(

@@ -28,7 +28,6 @@ from monai.transforms import (
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
-    RandCropByLabelClassesd,
     RandFlipd,
     RandSpatialCropd,
     SaveImaged,
@@ -37,6 +36,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from medseg_dropclass.data.crops import RandBalancedCropd
 from medseg_dropclass.data.transforms import LookupLabelsd, NamedErrorsCompose, VerifyImaged, VerifyPaird
 from medseg_dropclass.data.writers import SaveLabelPNGd
 
@@ -92,9 +92,9 @@ class DecathlonPreprocessing(Preprocessing):
         pixdim: target spacing in mm (``None``: keep the file's spacing).
         intensity: ``"zscore"`` (per image and channel, over the non-zero voxels) or a CT window
             ``(low, high)`` in HU scaled to ``[0, 1]``.
-        crop_size: training crop (``None``: whole images). Crop centres are chosen per class with
-            ``class_ratios`` (default: every class equally often, which oversamples rare classes).
-        class_ratios: per-class weights of the crop centres.
+        crop_size: training crop (``None``: whole images).
+        foreground_share: share of the crops centred on a foreground class drawn uniformly among the
+            classes present in the case (nnU-Net's oversampling, default 1/3); the rest are random.
         num_crops: crops per loaded case (training).
         reader: ``"ITKReader"``, ``"NibabelReader"`` or ``None`` (MONAI picks by file suffix).
         ignore_index: a label value allowed besides the classes (``None``: none).
@@ -110,7 +110,7 @@ class DecathlonPreprocessing(Preprocessing):
         pixdim: Optional[Sequence[float]] = None,
         intensity: Union[str, Sequence[float]] = "zscore",
         crop_size: Optional[Sequence[int]] = None,
-        class_ratios: Optional[Sequence[float]] = None,
+        foreground_share: float = 1.0 / 3.0,
         num_crops: int = 1,
         reader: Optional[str] = None,
         ignore_index: Optional[int] = None,
@@ -127,7 +127,7 @@ class DecathlonPreprocessing(Preprocessing):
         self.pixdim = tuple(pixdim) if pixdim is not None else None
         self.intensity = intensity
         self.crop_size = tuple(crop_size) if crop_size is not None else None
-        self.class_ratios = list(class_ratios) if class_ratios is not None else [1.0] * num_classes
+        self.foreground_share = float(foreground_share)
         self.num_crops, self.reader, self.ignore_index = num_crops, reader, ignore_index
 
     def build(self, stage: str) -> List[MapTransform]:
@@ -154,9 +154,9 @@ class DecathlonPreprocessing(Preprocessing):
                 # where each class is: computed once, in the cached (deterministic) part of the pipeline
                 steps.append(ClassesToIndicesd(keys="label", num_classes=self.num_classes, indices_postfix="_class_indices"))
                 steps.append(
-                    RandCropByLabelClassesd(
+                    RandBalancedCropd(
                         keys=moved, label_key="label", spatial_size=self.crop_size, num_classes=self.num_classes,
-                        ratios=self.class_ratios, num_samples=self.num_crops, indices_key="label_class_indices", warn=False,
+                        indices_key="label_class_indices", foreground_share=self.foreground_share, num_samples=self.num_crops,
                     )
                 )
                 steps.append(DeleteItemsd(keys="label_class_indices"))

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from medseg_dropclass.data.transforms import DatasetError, source_name
 from medseg_dropclass.validation import check_label_values
 
-__all__ = ["count_classes", "class_share", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
+__all__ = ["count_classes", "class_share", "neighbour_cooccurrence", "host_weights", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
 
 RARE, VERY_RARE = 0.01, 0.001
 
@@ -123,3 +123,58 @@ def write_class_statistics(rows: List[Dict[str, object]], output_dir: str, title
     figure.savefig(paths["png"], dpi=100)
     plt.close(figure)
     return paths
+
+
+def neighbour_cooccurrence(
+    items: Iterable[Mapping], load_label: Callable[[Mapping], Mapping], num_classes: int, classes: Sequence[int],
+    radius: int = 3, ignore_index: Optional[int] = None, progress: bool = False,
+) -> torch.Tensor:
+    """How often each class surrounds the given (rare) classes: for every class ``r`` in ``classes``,
+    the share of each class ``k`` among the voxels within ``radius`` of ``r`` (outside ``r`` itself),
+    pooled over the datalist.
+
+    Dropping the class that surrounds a lesion (its host organ) is what forces the network to find the
+    lesion without its context, so ``row.sum(0)`` over the rare classes makes DropClass sampler
+    weights (``DropClassSampler(mode="weighted")``).
+
+    Returns:
+        ``(len(classes), K)`` float64 tensor; rows sum to 1 (0 for a class never present).
+    """
+    from torch.nn import functional as F
+
+    table = torch.zeros(len(classes), num_classes, dtype=torch.float64)
+    for item in tqdm(list(items), desc="neighbours", disable=not progress):
+        loaded = load_label(item)
+        label = torch.as_tensor(loaded["label"]).long()
+        label = label[0] if label.ndim > 2 and label.shape[0] == 1 else label
+        pool = F.max_pool2d if label.ndim == 2 else F.max_pool3d
+        for row, r in enumerate(classes):
+            mask = (label == r).to(torch.float32)
+            if not mask.any():
+                continue
+            near = pool(mask[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+            around = label[near & (mask == 0)]
+            if ignore_index is not None:
+                around = around[around != ignore_index]
+            table[row] += torch.bincount(around.clamp(0, num_classes - 1), minlength=num_classes).double()
+    totals = table.sum(1, keepdim=True)
+    return torch.where(totals > 0, table / totals.clamp(min=1), table)
+
+
+def host_weights(
+    items: Iterable[Mapping], load_label: Callable[[Mapping], Mapping], share: Sequence[float], rare_below: float = RARE,
+    radius: int = 3, ignore_index: Optional[int] = None,
+) -> List[float]:
+    """DropClass sampler weights ``(K,)``: how much of the surroundings of the rare classes (share below
+    ``rare_below``) each class makes up, summed over the rare classes; a rare class itself gets 0.
+
+    Raises:
+        ValueError: no class is rare (nothing to take the surroundings of).
+    """
+    rare = [k for k, s in enumerate(share) if 0 < s < rare_below]
+    if not rare:
+        raise ValueError(f"no class has a share below {rare_below} (shares {[round(float(s), 5) for s in share]})")
+    table = neighbour_cooccurrence(items, load_label, len(share), rare, radius, ignore_index)
+    weights = table.sum(0)
+    weights[rare] = 0.0
+    return [float(w) for w in weights]

@@ -3,10 +3,14 @@
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import latest_checkpoint
 from medseg_dropclass.engine.controller import DropClassController
+from medseg_dropclass.engine.optim import OPTIMIZERS, build_optimizer, poly_schedule
 from medseg_dropclass.engine.handlers import DropClassTensorBoardHandler, OverlayImageHandler, SegmentationEvaluation, unwrap
 
 __all__ = [
     "DropClassController",
+    "OPTIMIZERS",
+    "build_optimizer",
+    "poly_schedule",
     "DropClassTensorBoardHandler",
     "OverlayImageHandler",
     "SegmentationEvaluation",

@@ -24,9 +24,10 @@ class DropClassController:
         num_classes: classes ``K``.
         loss: the :class:`DropClassLoss` whose ``progress`` this sets every iteration.
         schedule: ``p(iteration, max_iterations)``; max_iterations = max_epochs x epoch_length.
-        sampling: ``"uniform"`` or ``"present"`` (classes in the batch's labels).
-        seed: seed of the sampler (equal on every rank, so ranks agree in ``"uniform"`` mode; in
-            ``"present"`` mode rank 0's choice is broadcast).
+        sampling: a :data:`~medseg_dropclass.sampling.SAMPLING_MODES` mode, used when no ``sampler`` is given.
+        seed: seed of the sampler (equal on every rank, so ranks agree except in ``"present"`` mode,
+            where rank 0's choice is broadcast).
+        sampler: a configured :class:`DropClassSampler` (weights, ``never_drop``); overrides ``sampling`` and ``seed``.
         enabled: ``False`` is the baseline arm: nothing is dropped, ``p = 0``, the network gets no
             ``drop_class``.
         image_key, label_key: batch keys.
@@ -44,11 +45,14 @@ class DropClassController:
         enabled: bool = True,
         image_key: str = "image",
         label_key: str = "label",
+        sampler: Optional[DropClassSampler] = None,
     ) -> None:
         self.num_classes = int(num_classes)
         self.loss = loss
         self.schedule = schedule if schedule is not None else LinearSchedule()
-        self.sampler = DropClassSampler(num_classes, mode=sampling, seed=seed)
+        self.sampler = sampler if sampler is not None else DropClassSampler(num_classes, mode=sampling, seed=seed)
+        if self.sampler.num_classes != self.num_classes:
+            raise ValueError(f"the sampler has {self.sampler.num_classes} classes, the controller {num_classes}")
         self.enabled = bool(enabled)
         self.image_key, self.label_key = image_key, label_key
         self.progress = 0.0

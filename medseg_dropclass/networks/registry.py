@@ -52,6 +52,7 @@ def build_network(
     dropclass: bool = True,
     head_norm: Union[str, tuple] = "batch",
     inference_path: str = "projection",
+    detach_dropped_class: bool = False,
     **network_kwargs: Any,
 ) -> SegmentationNet:
     """Build a registered network with a DropClass head (``dropclass=True``) or a plain 1x1 classifier.
@@ -64,7 +65,7 @@ def build_network(
         in_channels: image channels.
         num_classes: classes ``K`` (>= 2).
         dropclass: DropClass head or plain classifier.
-        head_norm, inference_path: passed to :class:`~medseg_dropclass.DropClassHead`.
+        head_norm, inference_path, detach_dropped_class: passed to :class:`~medseg_dropclass.DropClassHead`.
         network_kwargs: passed to the feature network's builder (e.g. ``feature_channels``).
     """
     if name not in NETWORKS:
@@ -76,7 +77,8 @@ def build_network(
     features = NETWORKS[name](spatial_dims, in_channels, **network_kwargs)
     if dropclass:
         head: nn.Module = DropClassHead(
-            spatial_dims, features.out_channels, num_classes, norm=head_norm, inference_path=inference_path
+            spatial_dims, features.out_channels, num_classes, norm=head_norm, inference_path=inference_path,
+            detach_dropped_class=detach_dropped_class,
         )
     else:
         head = ClassifierHead(spatial_dims, features.out_channels, num_classes)

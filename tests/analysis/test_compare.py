@@ -1,40 +1,120 @@
 import json
 
+import numpy as np
 import pytest
 
-from medseg_dropclass.analysis.compare import ARMS, paired_sign_flip_test, run_study, write_figures, write_report
 from medseg_dropclass.__main__ import main
+from medseg_dropclass.analysis.compare import ARMS, drop_seed, run_study, write_figures
+from medseg_dropclass.analysis.report import collapse_events, primary_endpoint, rare_classes, write_report
+
+NAMES = ["background", "organ", "lesion"]
 
 
-def test_sign_flip_test_exact_values():
-    assert paired_sign_flip_test([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # only all-plus and all-minus are as extreme
-    assert paired_sign_flip_test([0.0, 0.0]) == 1.0
-    assert paired_sign_flip_test([1.0, -1.0, 2.0, -2.0]) == 1.0
-    assert paired_sign_flip_test([float("nan")]) != paired_sign_flip_test([float("nan")])  # nan: nothing to test
-    large = paired_sign_flip_test([1.0] * 30)
-    assert large < 0.001
+def fake_results(values, seeds=(0, 1, 2, 3, 4)):
+    """results.json as run_study writes it, from ``{arm: {split: (S, N, K) Dice}}``."""
+    results = {
+        "bundle": "phantom2d_dropclass", "class_names": NAMES, "class_share": [0.9, 0.095, 0.005], "splits": ["test", "test_shifted"],
+        "max_epochs": 10, "seeds": list(seeds), "arms": {},
+    }
+    for arm, per_split in values.items():
+        entry = {"description": arm, "budget": 1, "reference": "baseline", "seeds": {}}
+        for s, seed in enumerate(seeds):
+            summaries = {}
+            for split, array in per_split.items():
+                cases = [{"metrics": {n: {"Dice": float(array[s, i, k]), "IoU": float(array[s, i, k])} for k, n in enumerate(NAMES)}} for i in range(array.shape[1])]
+                bins = {b: {"Dice": float(np.nanmean(array[s, :, k]))} for b, k in (("<0.1%", 2), ("0.1-1%", 2), (">1%", 1))}
+                summaries[split] = {"metric_per_case": cases, "frequency_bins": bins}
+            entry["seeds"][str(seed)] = {
+                "summaries": summaries, "cost": {"seconds": 10.0, "peak_memory_mib": 100.0, "images_per_second": 5.0},
+                "similarity": {"most_frequent_mean_similarity": 0.1, "least_frequent_mean_similarity": 0.2, "mean_off_diagonal": 0.3},
+            }
+        results["arms"][arm] = entry
+    return results
 
 
-def test_comparison_pipeline_end_to_end_on_a_tiny_budget(phantom2d, tmp_path):
-    results = run_study(str(tmp_path), ["baseline", "dropclass_alpha1"], [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
-    for arm in ("baseline", "dropclass_alpha1"):
-        entry = results["arms"][arm]["seeds"][0]
-        assert entry["cost"]["seconds"] > 0 and entry["cost"]["peak_memory_mib"] > 50
+def test_primary_endpoint_and_report_values(tmp_path):
+    rng = np.random.default_rng(0)
+    shape = (5, 40, 3)
+    base_test = np.clip(rng.normal(0.8, 0.05, shape), 0, 1)
+    base_shift = base_test - np.array([0, 0.0, 0.4])  # the baseline loses 0.4 on the lesion under the shift
+    arm_test = base_test.copy()
+    arm_shift = base_test - np.array([0, 0.0, 0.1])  # the arm loses only 0.1
+    arm_test[2, :, 2] = 0.0  # seed 2 of the arm lost the lesion in distribution: a collapse event
+    arm_shift[2, :, 2] = 0.0
+    results = fake_results({"baseline": {"test": base_test, "test_shifted": base_shift}, "dropclass": {"test": arm_test, "test_shifted": arm_shift}})
+    assert rare_classes(results) == [2]
+    primary = primary_endpoint(results, "dropclass", "baseline", n_resamples=500)
+    assert primary["drop"].estimate[0] == pytest.approx((0.1 * 4 + 0.0) / 5)  # seed 2 has no drop (0 - 0)
+    expected = (0.1 * 4 + 0.0) / 5 - 0.4
+    assert primary["drop_minus_reference"].estimate[0] == pytest.approx(expected)
+    assert primary["drop_minus_reference"].low[0] < expected < primary["drop_minus_reference"].high[0]
+    assert collapse_events(results, "dropclass") == (1, 5, ["seed 2: lesion"])
+    report = write_report(results, str(tmp_path), n_resamples=200).read_text()
+    assert "| dropclass | 1 / 5 | [0.01, 0.72] | seed 2: lesion |" in report  # Clopper-Pearson of 1/5
+    assert f"| dropclass | " in report and f"{expected:+.3f} [" in report
+    assert (tmp_path / "delta_dice_vs_share.png").stat().st_size > 5000
+    assert report.splitlines()[2].startswith("**Rare classes** (lesion;")
+
+
+def test_one_seed_report_says_no_interval(tmp_path):
+    values = np.full((1, 4, 3), 0.5)
+    results = fake_results({"baseline": {"test": values, "test_shifted": values}, "dropclass": {"test": values, "test_shifted": values - 0.1}}, seeds=(0,))
+    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert "One seed: no interval can be given" in report and "**One seed: no interval can be given**" in report
+    assert "| dropclass | 0.500 | 0.400 | +0.100 | +0.100 | n/a |" in report
+
+
+def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
+    arms = ["baseline", "head_control"]
+    results = run_study(str(tmp_path), arms, [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
+    for arm in arms:
+        entry = results["arms"][arm]["seeds"]["0"]
+        assert entry["cost"]["seconds"] > 0 and entry["cost"]["peak_memory_mib"] > 50 and entry["cost"]["images_per_second"] > 0
+        assert entry["overrides"]["drop_seed"] == drop_seed(arm, 0)
         summary = json.loads((tmp_path / arm / "seed0" / "eval_test_shifted" / "summary.json").read_text())
         assert len(summary["metric_per_case"]) == 2 and set(summary["frequency_bins"]) == {"<0.1%", "0.1-1%", ">1%"}
-    report = write_report(results, str(tmp_path)).read_text()
-    assert "| lesion_c |" in report and "Paired test against `baseline`" in report and "peak memory" in report
-    assert (tmp_path / "delta_iou_vs_frequency.png").stat().st_size > 5000
-    lines = [line for line in report.splitlines() if line.startswith("| organ_large |")]
-    dice_row = lines[1]  # IoU table first, then Dice, for split `test`
-    baseline_dice = results["arms"]["baseline"]["seeds"][0]["summaries"]["test"]["mean"]["organ_large"]["Dice"]
-    assert f"{baseline_dice:.3f} +/- 0.000" in dice_row
+    assert drop_seed("baseline", 0) != drop_seed("dropclass", 0) != drop_seed("dropclass", 1)
+    # a second call reuses the finished runs (nothing retrained) and returns the same numbers
+    capsys.readouterr()
+    again = run_study(str(tmp_path), arms, [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
+    assert capsys.readouterr().out.count("finished earlier: reused") == 2
+    assert again["arms"]["baseline"]["seeds"]["0"]["summaries"] == json.loads(json.dumps(results["arms"]["baseline"]["seeds"]["0"]["summaries"]))
+    with pytest.raises(ValueError, match=r"result.json was produced with other settings"):
+        run_study(str(tmp_path), ["baseline"], [0], 2, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
+    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert "| lesion_c |" in report and "## Primary endpoint" in report and "images / s" in report
     figures = write_figures(results, str(tmp_path))
-    assert {p.name for p in figures} == {"similarity_baseline.png", "gradcam_baseline.png", "similarity_dropclass_alpha1.png", "gradcam_dropclass_alpha1.png"}
+    assert {p.name for p in figures} == {"similarity_baseline.png", "gradcam_baseline.png", "similarity_head_control.png", "gradcam_head_control.png"}
 
 
 def test_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--arms", "baseline", "dropclass_alpha7"])
     assert "unknown arm(s) ['dropclass_alpha7']" in capsys.readouterr().err
-    assert {"baseline", "dropclass", "baseline_weighted_ce", "baseline_dicece", "dropclass_2x"} <= set(ARMS)
+    assert {"baseline", "baseline_2x", "head_control", "dropclass", "dropclass_2x", "dropclass_host", "dropclass_detach"} <= set(ARMS)
+    assert ARMS["dropclass_2x"].reference == "baseline_2x" and ARMS["dropclass_2x"].budget == 2
+
+
+def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
+    """Each arm's overrides are valid config: the parts they change are instantiated and carry the setting."""
+    from medseg_dropclass.analysis.compare import BUNDLE, bundle_parser
+
+    for name, arm in ARMS.items():
+        parser = bundle_parser(BUNDLE, {"dataset_dir": str(phantom2d), **arm.overrides})
+        loss = parser.get_parsed_content("loss")
+        controller = parser.get_parsed_content("dropclass_controller")
+        network = parser.get_parsed_content("network_def")
+        optimizer = parser.get_parsed_content("optimizer")
+        assert controller.enabled == arm.overrides.get("dropclass", True), name
+        assert loss.alpha == arm.overrides.get("alpha", 1.0), name
+        assert type(optimizer).__name__ == ("AdamW" if arm.overrides.get("optimizer_name") == "adam" else "SGD"), name
+        assert getattr(network.head, "detach_dropped_class", False) == arm.overrides.get("detach_dropped_class", False), name
+        if name == "dropclass_host":
+            weights = controller.sampler.weights
+            assert weights[0] == 0 and all(w == 0 for w in weights[4:]) and sum(weights[1:4]) > 0  # organs around lesions
+        if name == "dropclass_alpha_scaled":
+            assert loss.effective_alpha(7) == pytest.approx(10 * 7 / 19)
+        if name == "dropclass_keep_z_dice":
+            assert loss.dropped_dice_without_z is False
+        if name == "head_control":
+            assert controller.sampler(1.0) is None

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from monai.transforms import ClassesToIndicesd
 
 from medseg_dropclass.data import (
     DatasetError,
@@ -13,6 +14,7 @@ from medseg_dropclass.data import (
     split_datalist,
     verify_datalist,
 )
+from medseg_dropclass.data.crops import RandBalancedCropd
 from tests.data.conftest import shared_fixture, write_decathlon, write_nifti
 
 
@@ -34,19 +36,31 @@ def test_phantom_3d_rare_class_crops(phantom3d):
         assert crop["image"].shape == (1, 16, 16, 8) and crop["label"].shape == (1, 16, 16, 8)
 
 
-def test_rare_class_crops_oversample_lesions(phantom2d):
-    datalist = decathlon_datalist(phantom2d / "dataset.json")
-    plain = decathlon_transforms(2, 7, train=True, crop_size=(16, 16), class_ratios=[1, 0, 0, 0, 0, 0, 0], num_crops=8)
-    rare = decathlon_transforms(2, 7, train=True, crop_size=(16, 16), class_ratios=[0, 0, 0, 0, 1, 1, 1], num_crops=8)
-    plain.set_random_state(0)
-    rare.set_random_state(0)
+def balanced_crops(label, share, samples=600, size=(9, 9)):
+    """Centre-voxel classes of the crops RandBalancedCropd takes from one case."""
+    data = ClassesToIndicesd(keys="label", num_classes=4, indices_postfix="_idx")({"image": torch.zeros(1, *label.shape), "label": torch.as_tensor(label)[None]})
+    crop = RandBalancedCropd(["image", "label"], "label", size, num_classes=4, indices_key="label_idx", foreground_share=share, num_samples=samples)
+    crop.set_random_state(0)
+    crops = crop(data)
+    assert len(crops) == samples and all(c["label"].shape == (1,) + size for c in crops)
+    return np.array([int(c["label"][0, size[0] // 2, size[1] // 2]) for c in crops])
 
-    def lesion_share(transform):
-        crops = [c for item in datalist for c in transform(dict(item))]
-        labels = torch.cat([c["label"].reshape(-1) for c in crops])
-        return float((labels >= 4).float().mean())
 
-    assert lesion_share(rare) > 5 * max(lesion_share(plain), 1e-4)
+def test_balanced_crops_centre_a_share_on_present_foreground_classes_uniformly():
+    label = np.zeros((60, 60), np.int64)
+    label[10:40, 10:40] = 1  # a large organ: 25% of the pixels
+    label[45:48, 45:48] = 3  # a small lesion: 0.25%; class 2 is absent from this case
+    centres = balanced_crops(label, share=1.0)
+    assert set(np.unique(centres)) == {1, 3}  # only present foreground classes
+    assert abs(np.mean(centres == 3) - 0.5) < 0.08  # uniform among them, whatever their size
+    random_centres = balanced_crops(label, share=0.0)
+    assert abs(np.mean(random_centres == 3) - 9 / (52 * 52)) < 0.02  # positions uniform over valid centres
+    third = balanced_crops(label, share=1 / 3)
+    assert abs(np.mean(third == 3) - 1 / 6) < 0.05  # 1/3 of the crops, half of those on the lesion
+    empty = balanced_crops(np.zeros((20, 20), np.int64), share=1.0, samples=5)  # no foreground: random crops
+    assert np.all(empty == 0)
+    with pytest.raises(ValueError, match=r"foreground_share=1.5 is outside 0..1"):
+        RandBalancedCropd(["image"], "label", (4, 4), 3, "idx", foreground_share=1.5)
 
 
 def test_msd_task_layout_loads_without_code_change(tmp_path):

@@ -5,8 +5,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg_dropclass.data.phantoms import DEFAULT_2D, PHANTOM_CLASSES, make_phantom_dataset, render_case
-from tests.data.conftest import TINY_2D
+from medseg_dropclass.data.phantoms import DEFAULT_2D, LESIONS, MIN_LESION_PIXELS, MIN_LESION_VOXELS, PHANTOM_CLASSES, make_phantom_dataset, render_case
+from tests.data.conftest import TINY_2D, TINY_3D
 
 
 def load(root, entry):
@@ -51,41 +51,81 @@ def class_shares(labels):
 
 
 def test_default_2d_class_imbalance_and_context_bias():
-    config = dataclasses.replace(DEFAULT_2D, num_train=40)
+    config = dataclasses.replace(DEFAULT_2D, num_train=60)
     rng = [np.random.default_rng([0, 0, i]) for i in range(config.num_train)]
     cases = [render_case(config, r, lesions_in_host=True) for r in rng]
     shares = class_shares([label for _, label in cases])
     assert all(0.03 <= shares[k] <= 0.2 for k in (1, 2, 3)), shares
-    assert shares[4] < 0.005 and shares[5] < 0.0005 and shares[6] < 0.0005, shares
-    assert all(shares[k] > 0 for k in (4, 5, 6))
+    assert 0.001 < shares[4] < 0.01 and 0.001 < shares[5] < 0.01 and 0 < shares[6] < 0.001, shares
+    sizes = [np.sum(label == k) for _, label in cases for k in (4, 5, 6) if np.any(label == k)]
+    assert min(sizes) >= MIN_LESION_PIXELS
+    # lesion_c is rare through few instances, not through size: about LESIONS[6].presence of the cases
+    with_c = np.mean([np.any(label == 6) for _, label in cases])
+    assert 0.03 < with_c < 0.3 and np.median([np.sum(l == 6) for _, l in cases if np.any(l == 6)]) >= MIN_LESION_PIXELS
 
-    def in_host_fraction(cases_):
-        host = {4: 1, 5: 2, 6: 3}
-        hits, total = 0, 0
-        for _, label in cases_:
-            for lesion, organ in host.items():
-                ys, xs = np.nonzero(label == lesion)
-                if len(ys) == 0:
-                    continue
-                # the ring just outside the lesion: inside the host organ or not
-                y, x = int(ys.mean()), int(xs.mean())
-                radius = int(np.sqrt(len(ys) / np.pi)) + 2
-                ring = label[max(y - radius, 0) : y + radius + 1, max(x - radius, 0) : x + radius + 1]
-                hits += int(np.mean(ring == organ) > 0.3)
-                total += 1
-        return hits / total
-
-    assert in_host_fraction(cases) > 0.75
-    shifted = [render_case(config, np.random.default_rng([0, 2, i]), lesions_in_host=False) for i in range(20)]
+    assert in_host_fraction(cases) > 0.8
+    shifted = [render_case(config, np.random.default_rng([0, 2, i]), lesions_in_host=False) for i in range(30)]
     assert in_host_fraction(shifted) < 0.1
+    unbiased = dataclasses.replace(config, host_probability=0.0)
+    assert in_host_fraction([render_case(unbiased, np.random.default_rng([0, 0, i]), True) for i in range(30)]) < 0.1
+
+
+def in_host_fraction(cases):
+    hits, total = 0, 0
+    for _, label in cases:
+        for lesion, spec in LESIONS.items():
+            ring = lesion_ring(label, lesion)
+            if ring is None:
+                continue
+            hits += int(np.mean(label[ring] == spec.host) > 0.5)
+            total += 1
+    return hits / total
+
+
+def lesion_ring(label, lesion, width=2):
+    """The pixels within ``width`` of the lesion, outside it (its local surroundings)."""
+    mask = label == lesion
+    if not mask.any():
+        return None
+    grown = mask.copy()
+    for _ in range(width):
+        grown = grown | np.roll(grown, 1, 0) | np.roll(grown, -1, 0) | np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
+    return grown & ~mask & (label < 4)
+
+
+def test_shift_changes_context_not_contrast():
+    """A lesion's contrast to its surroundings has the same distribution inside and outside its host."""
+    config = DEFAULT_2D  # the noise averages out over a lesion's >= 25 pixels and many cases
+    contrasts = {True: {k: [] for k in LESIONS}, False: {k: [] for k in LESIONS}}
+    for in_host in (True, False):
+        for i in range(150):
+            image, label = render_case(config, np.random.default_rng([5, int(in_host), i]), lesions_in_host=in_host)
+            for lesion in LESIONS:
+                ring = lesion_ring(label, lesion)
+                if ring is None or not ring.any():
+                    continue
+                contrasts[in_host][lesion].append(float(np.mean(image[label == lesion]) - np.mean(image[ring])))
+    for lesion, spec in LESIONS.items():
+        inside, outside = np.array(contrasts[True][lesion]), np.array(contrasts[False][lesion])
+        assert len(inside) >= 5 and len(outside) >= 5, lesion
+        # contrast sign and size follow the class (8 = DEFAULT_2D.noise), not the context
+        assert np.sign(np.median(inside)) == np.sign(np.median(outside)) == np.sign(spec.contrast[0])
+        assert abs(np.median(inside) - np.median(outside)) < 0.25 * abs(np.median(inside)), (lesion, np.median(inside), np.median(outside))
 
 
 def test_image_has_noise_and_partial_volume_edges():
     image, label = render_case(DEFAULT_2D, np.random.default_rng(0), lesions_in_host=True)
     organ = image[label == 1]
-    assert organ.std() > 4.0  # noise and bias field
-    edge = (label[1:, :] != label[:-1, :])
-    assert edge.any() and np.isfinite(image).all()
+    assert organ.std() > 4.0 and np.isfinite(image).all()  # noise and bias field
+    clean, label = render_case(dataclasses.replace(DEFAULT_2D, noise=0.0), np.random.default_rng(0), lesions_in_host=True)
+    # border pixels of organ_large against the body background hold a mix of the two intensities
+    background_level, organ_level = np.median(clean[label == 0][clean[label == 0] > 1]), np.median(clean[label == 1])
+    border = (label == 1) & (np.roll(label, 1, 0) == 0) | (label == 0) & (np.roll(label, -1, 0) == 1)
+    values = clean[border]
+    mixed = (values > background_level * 1.05) & (values < organ_level * 0.95)
+    assert border.sum() > 5 and mixed.mean() > 0.3, (border.sum(), mixed.mean())
+    interior = clean[(label == 1) & ~border]
+    assert np.mean(np.abs(interior / organ_level - 1) < 0.1) > 0.9  # away from borders: the pure level
 
 
 def test_bad_configuration(tmp_path):
@@ -95,3 +135,23 @@ def test_bad_configuration(tmp_path):
         make_phantom_dataset(str(tmp_path), dataclasses.replace(TINY_2D, spatial_dims=3))
     with pytest.raises(ValueError, match=r"size=16 is too small"):
         make_phantom_dataset(str(tmp_path), dataclasses.replace(TINY_2D, size=16))
+
+
+def test_3d_lesions_have_the_minimum_size():
+    config = dataclasses.replace(TINY_3D, size=48)
+    sizes = []
+    for i in range(12):
+        _, label = render_case(config, np.random.default_rng([1, 0, i]), lesions_in_host=i % 2 == 0)
+        sizes += [int(np.sum(label == k)) for k in LESIONS if np.any(label == k)]
+    assert len(sizes) >= 8 and min(sizes) >= MIN_LESION_VOXELS == 47
+
+
+def test_ensure_phantoms_refuses_an_older_phantom_version(tmp_path):
+    from medseg_dropclass.data.phantoms import ensure_phantoms
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "dataset.json").write_text(json.dumps({"name": "Phantom2D", "training": []}))
+    with pytest.raises(FileExistsError, match=r"phantoms of version 1, this code generates version 2; delete .*old to regenerate"):
+        ensure_phantoms(str(old), 2)
+    assert (old / "dataset.json").read_text() == json.dumps({"name": "Phantom2D", "training": []})  # untouched

@@ -2,12 +2,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+import torch
 from monai.transforms import Compose, LoadImaged
 
 from medseg_dropclass.data import DatasetError, class_table, count_classes, write_class_statistics
 from tests.data.conftest import shared_fixture, write_nifti
-
-import pytest
 
 
 def test_counts_shares_and_flags(tmp_path):
@@ -49,3 +49,19 @@ def test_cli_on_phantoms_and_cityscapes(phantom2d, tmp_path):
     done = run("cityscapes", str(root), "--split", "val", "--output-dir", str(tmp_path / "c"))
     assert done.returncode == 0, done.stderr
     assert "| 0 | road |" in done.stdout
+
+
+def test_neighbour_cooccurrence_finds_the_host_organ():
+    from medseg_dropclass.data.stats import neighbour_cooccurrence
+
+    label = torch.zeros(1, 30, 30, dtype=torch.long)
+    label[0, 5:25, 5:25] = 1  # host organ
+    label[0, 12:15, 12:15] = 3  # lesion inside the host: its whole ring is organ 1
+    label[0, 27:29, 27:29] = 2  # class 2 away from the lesion
+    other = torch.zeros(1, 30, 30, dtype=torch.long)
+    other[0, 1:3, 1:3] = 3  # a lesion in the background in a second case
+    items = [{"label": label}, {"label": other}]
+    table = neighbour_cooccurrence(items, lambda item: item, 4, classes=[3, 2], radius=1)
+    ring = 4 * 3 + 4  # the 1-voxel ring around a 3x3 square
+    torch.testing.assert_close(table[0], torch.tensor([12 / (ring + 12), ring / (ring + 12), 0.0, 0.0], dtype=torch.float64))
+    assert table[1, 0] == 1.0 and table.sum(1).tolist() == [1.0, 1.0]

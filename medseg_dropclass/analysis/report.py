@@ -1,0 +1,313 @@
+"""The study report: primary endpoint, per-class tables with hierarchical-bootstrap intervals, Holm-adjusted
+p-values, collapse events with exact intervals, costs, and the per-class difference figure.
+
+Reads what :func:`medseg_dropclass.analysis.compare.run_study` collects (``results.json``). The design
+and the statistics follow ``../shared/STUDY.md``: seeds are the replicates, cases are nested in seeds.
+"""
+
+import math
+import pathlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from medseg_dropclass.analysis.statistics import BootstrapResult, clopper_pearson, hierarchical_bootstrap, holm, seed_mean
+from medseg_dropclass.data.stats import RARE
+from medseg_dropclass.metrics import FREQUENCY_BINS
+
+__all__ = [
+    "COLLAPSE_DICE", "case_matrix", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
+    "collapse_events", "plain_summary", "write_report", "write_difference_figure",
+]
+
+COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
+
+
+def case_matrix(results: dict, arm: str, split: str, metric: str = "Dice") -> np.ndarray:
+    """``(S, N, K)`` per-case values of one arm on one split, seeds in ``results["seeds"]`` order (NaN: no value)."""
+    names = results["class_names"]
+    rows = []
+    for seed in results["seeds"]:
+        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
+        if entry is None:
+            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
+        cases = entry["summaries"][split]["metric_per_case"]
+        rows.append([[_value(case["metrics"][n][metric]) for n in names] for case in cases])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _value(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def rare_classes(results: dict) -> List[int]:
+    """Foreground classes with a training share below 1% (the frequency bins' "rare")."""
+    return [k for k, share in enumerate(results["class_share"]) if k > 0 and 0 < share < RARE]
+
+
+def shifted_split(results: dict) -> Optional[str]:
+    """The context-shifted evaluation split (its name contains "shift"), if the dataset has one."""
+    return next((s for s in results["splits"] if "shift" in s), None)
+
+
+def reference_arm(results: dict, arm: str) -> str:
+    """The arm ``arm`` is compared with: its declared reference when that ran, else ``baseline``."""
+    declared = results["arms"][arm].get("reference", "baseline")
+    return declared if declared in results["arms"] else "baseline"
+
+
+def _rare_mean(values: np.ndarray, classes: Sequence[int]) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.nanmean(values[classes])) if len(classes) else float("nan")
+
+
+def primary_endpoint(results: dict, arm: str, reference: Optional[str] = None, n_resamples: int = 2000) -> Dict[str, BootstrapResult]:
+    """Rare-class Dice in distribution minus under the shift (the drop), for ``arm``, and its difference
+    from ``reference``'s drop (paired by seed and case), each with a hierarchical-bootstrap interval.
+
+    Returns ``{"drop": ..., "in_distribution": ..., "shifted": ...}`` and, with a reference,
+    ``"drop_minus_reference"``. Without a shifted split the "drop" is NaN.
+    """
+    rare = rare_classes(results)
+    test, shifted = results["splits"][0], shifted_split(results)
+    own = {"test": case_matrix(results, arm, test)}
+    if shifted is not None:
+        own["shifted"] = case_matrix(results, arm, shifted)
+    out = {
+        "in_distribution": hierarchical_bootstrap({"test": own["test"]}, lambda v: _rare_mean(seed_mean(v["test"]), rare), n_resamples),
+    }
+    if shifted is None:
+        return out
+    out["shifted"] = hierarchical_bootstrap({"s": own["shifted"]}, lambda v: _rare_mean(seed_mean(v["s"]), rare), n_resamples)
+    out["drop"] = hierarchical_bootstrap(own, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples)
+    if reference is not None and reference != arm:
+        paired = {
+            "test": own["test"] - case_matrix(results, reference, test),
+            "shifted": own["shifted"] - case_matrix(results, reference, shifted),
+        }
+        out["drop_minus_reference"] = hierarchical_bootstrap(
+            paired, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples
+        )
+    return out
+
+
+def class_differences(results: dict, arm: str, reference: str, split: str, metric: str = "Dice", n_resamples: int = 2000) -> BootstrapResult:
+    """Per-class ``arm - reference`` (paired by seed and case), hierarchical-bootstrap intervals, ``(K,)``."""
+    paired = case_matrix(results, arm, split, metric) - case_matrix(results, reference, split, metric)
+    return hierarchical_bootstrap({"s": paired}, lambda v: seed_mean(v["s"]), n_resamples)
+
+
+def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
+    """Runs of ``arm`` in which some foreground class has mean Dice below :data:`COLLAPSE_DICE` in
+    distribution while the reference arm's run of the same seed has it at 0.5 or more: ``(k, n, which)``."""
+    split = results["splits"][0]
+    names = results["class_names"]
+    reference = reference_arm(results, arm)
+    values = np.nanmean(case_matrix(results, arm, split), axis=1)
+    base = np.nanmean(case_matrix(results, reference, split), axis=1)
+    which = []
+    k = 0
+    for s, seed in enumerate(results["seeds"]):
+        lost = [names[c] for c in range(1, len(names)) if values[s, c] < COLLAPSE_DICE and base[s, c] >= 0.5]
+        if lost:
+            k += 1
+            which.append(f"seed {seed}: {', '.join(lost)}")
+    return k, len(results["seeds"]), which
+
+
+def _interval(result: BootstrapResult, index: int = 0, digits: int = 3) -> str:
+    estimate = result.estimate[index]
+    if math.isnan(estimate):
+        return "n/a"
+    if math.isnan(result.low[index]):
+        return f"{estimate:+.{digits}f}" if estimate < 0 else f"{estimate:.{digits}f}"
+    return f"{estimate:.{digits}f} [{result.low[index]:.{digits}f}, {result.high[index]:.{digits}f}]"
+
+
+def _signed(result: BootstrapResult, index: int = 0) -> str:
+    estimate = result.estimate[index]
+    if math.isnan(estimate):
+        return "n/a"
+    if math.isnan(result.low[index]):
+        return f"{estimate:+.3f}"
+    return f"{estimate:+.3f} [{result.low[index]:+.3f}, {result.high[index]:+.3f}]"
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
+def plain_summary(results: dict) -> List[str]:
+    """The first lines of a report in plain words: what each arm did on the rare classes, in
+    distribution and under the shift, and what the number of seeds allows to conclude."""
+    names = results["class_names"]
+    rare = rare_classes(results)
+    test, shifted = results["splits"][0], shifted_split(results)
+    seeds = len(results["seeds"])
+    lines = [f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"]
+    for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
+        own = _rare_mean(seed_mean(case_matrix(results, arm, test)), rare)
+        text = f"- `{arm}`: {own:.2f} in distribution"
+        if shifted is not None:
+            moved = _rare_mean(seed_mean(case_matrix(results, arm, shifted)), rare)
+            text += f", {moved:.2f} under the context shift (drop {own - moved:+.2f})"
+        per_class = seed_mean(case_matrix(results, arm, test))
+        lines.append(text + "; per class " + ", ".join(f"{names[k]} {per_class[k]:.2f}" for k in rare) + ".")
+    if seeds < 2:
+        lines.append(
+            "One seed: no interval can be given, and differences of a few hundredths between arms are within what "
+            "another seed gives. The multi-seed study with intervals is docs/RESULTS.md (`python -m medseg_dropclass compare`)."
+        )
+    else:
+        lines.append(f"{seeds} seeds; intervals and tests below.")
+    return lines
+
+
+def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropClass, per class", n_resamples: int = 2000) -> pathlib.Path:
+    """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path."""
+    out = pathlib.Path(output_dir)
+    names, share, splits = results["class_names"], results["class_share"], results["splits"]
+    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
+    seeds = results["seeds"]
+    rare = rare_classes(results)
+    shifted = shifted_split(results)
+    one_seed = len(seeds) < 2
+    lines = [f"# {title}", ""] + plain_summary(results) + [""]
+    lines += [
+        f"Bundle `{results['bundle']}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {results['max_epochs']} epochs "
+        "at budget 1x; networks of the last epoch (no checkpoint selection). Per class: mean over seeds of the per-case "
+        "mean (a class absent from reference and prediction of a case has no value, as in nnU-Net). Intervals: 95% "
+        "hierarchical bootstrap (seeds, then cases within seed), percentile. "
+        + ("**One seed: no interval can be given** (training variance is unknown)." if one_seed else ""),
+        "",
+        "| arm | what | budget | compared with | drop sequence |",
+        "|---|---|---:|---|---|",
+    ]
+    for arm in arms:
+        entry = results["arms"][arm]
+        lines.append(
+            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {reference_arm(results, arm) if arm != 'baseline' else '-'} "
+            f"| {entry.get('drop_sequence', 'own stream')} |"
+        )
+    rare_names = ", ".join(names[k] for k in rare) or "none"
+    lines += ["", "## Primary endpoint", ""]
+    lines.append(
+        f"Rare classes (training share < {100 * RARE:.0f}%): {rare_names}. Endpoint, stated before the runs: the mean rare-class "
+        f"Dice in distribution (`{splits[0]}`) minus under the context shift (`{shifted}`), per arm, and its difference "
+        "from the compared arm's (negative: the arm loses less under the shift). p: bootstrap, Holm-adjusted over the arms."
+        if shifted else f"Rare classes: {rare_names}. No shifted split in this dataset: the endpoint is the rare-class Dice on `{splits[0]}`."
+    )
+    lines += ["", "| arm | rare Dice in distribution | rare Dice shifted | drop | drop minus compared arm's | p (Holm) |", "|---|---:|---:|---:|---:|---:|"]
+    primaries = {}
+    for arm in arms:
+        reference = reference_arm(results, arm) if arm != "baseline" else None
+        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples)
+    compared = [a for a in arms if "drop_minus_reference" in primaries[a]]
+    adjusted = dict(zip(compared, holm([primaries[a]["drop_minus_reference"].p_value[0] for a in compared])))
+    for arm in arms:
+        result = primaries[arm]
+        if shifted is None:
+            lines.append(f"| {arm} | {_interval(result['in_distribution'])} | | | | |")
+            continue
+        difference = result.get("drop_minus_reference")
+        lines.append(
+            f"| {arm} | {_interval(result['in_distribution'])} | {_interval(result['shifted'])} | {_signed(result['drop'])} | "
+            f"{_signed(difference) if difference is not None else '-'} | {_p(adjusted.get(arm, float('nan')))} |"
+        )
+
+    for split in splits:
+        lines += ["", f"## Dice per class, split `{split}` (mean over seeds [95% interval])", ""]
+        lines.append("| class | share | " + " | ".join(arms) + " |")
+        lines.append("|---|---:|" + "---:|" * len(arms))
+        per_arm = {arm: hierarchical_bootstrap({"s": case_matrix(results, arm, split)}, lambda v: seed_mean(v["s"]), n_resamples) for arm in arms}
+        for k, name in enumerate(names):
+            lines.append(f"| {name} | {100 * share[k]:.3f}% | " + " | ".join(_interval(per_arm[a], k) for a in arms) + " |")
+        for bin_name, _, _ in FREQUENCY_BINS:
+            cells = []
+            for arm in arms:
+                values = [entry["summaries"][split]["frequency_bins"][bin_name]["Dice"] for entry in results["arms"][arm]["seeds"].values()]
+                values = [v for v in values if v is not None and not math.isnan(v)]
+                cells.append(f"{np.mean(values):.3f}" if values else "n/a")
+            lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
+
+    differences: Dict[Tuple[str, str], BootstrapResult] = {}
+    for arm in arms:
+        if arm == "baseline":
+            continue
+        for split in splits:
+            differences[arm, split] = class_differences(results, arm, reference_arm(results, arm), split, n_resamples=n_resamples)
+    if differences:
+        lines += [
+            "", "## Per-class Dice difference from the compared arm (paired by seed and case)", "",
+            "Secondary endpoints: 95% intervals; p-values Holm-adjusted over the foreground classes and splits of each arm.", "",
+            "| arm | split | " + " | ".join(names[1:]) + " |", "|---|---|" + "---:|" * (len(names) - 1),
+        ]
+        for arm in [a for a in arms if a != "baseline"]:
+            raw = np.concatenate([differences[arm, s].p_value[1:] for s in splits])
+            adjusted_p = holm(raw).reshape(len(splits), -1)
+            for i, split in enumerate(splits):
+                result = differences[arm, split]
+                cells = [f"{_signed(result, k)} (p {_p(adjusted_p[i, k - 1])})" for k in range(1, len(names))]
+                lines.append(f"| {arm} vs {reference_arm(results, arm)} | {split} | " + " | ".join(cells) + " |")
+        figure = write_difference_figure(results, differences, out / "delta_dice_vs_share.png")
+        lines += ["", f"![per-class Dice difference with 95% intervals against class share]({figure.name})"]
+
+    lines += [
+        "", f"## Collapse events (a class below Dice {COLLAPSE_DICE} in distribution where the compared arm's run of the same seed has >= 0.5)", "",
+        "Each run of an arm has its own seed (initialisation, data order) and its own drop sequence, so its runs are "
+        "independent events; k of n runs with an exact (Clopper-Pearson) 95% interval.", "",
+        "| arm | k / n | 95% interval | which |", "|---|---:|---:|---|",
+    ]
+    for arm in [a for a in arms if a != "baseline"]:
+        k, n, which = collapse_events(results, arm)
+        low, high = clopper_pearson(k, n)
+        lines.append(f"| {arm} | {k} / {n} | [{low:.2f}, {high:.2f}] | {'; '.join(which) or '-'} |")
+
+    lines += ["", "## Cost (same machine, one run at a time)", "", "| arm | wall time per run (s) | images / s | peak memory (MiB) |", "|---|---:|---:|---:|"]
+    for arm in arms:
+        costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values()]
+        seconds = np.mean([c["seconds"] for c in costs])
+        images = np.mean([c.get("images_per_second", float("nan")) for c in costs])
+        memory = np.mean([c["peak_memory_mib"] for c in costs])
+        lines.append(f"| {arm} | {seconds:.0f} | {images:.1f} | {memory:.0f} |")
+
+    lines += ["", "## Classifier weight similarity (mean over seeds)", "", "| arm | most frequent class vs others | least frequent class vs others | mean off-diagonal |", "|---|---:|---:|---:|"]
+    for arm in arms:
+        sims = [entry["similarity"] for entry in results["arms"][arm]["seeds"].values()]
+        cells = [f"{np.mean([s[key] for s in sims]):.3f}" for key in ("most_frequent_mean_similarity", "least_frequent_mean_similarity", "mean_off_diagonal")]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def write_difference_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:
+    """Per-class Dice difference (point and 95% interval) against class share on a log axis, a panel per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, share, splits = results["class_names"], results["class_share"], results["splits"]
+    arms = sorted({arm for arm, _ in differences}, key=list(results["arms"]).index)
+    figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.5), sharey=True, squeeze=False)
+    for axis, split in zip(axes[0], splits):
+        for i, arm in enumerate(arms):
+            result = differences[arm, split]
+            x = np.array([max(s, 1e-6) for s in share[1:]]) * (1 + 0.06 * (i - (len(arms) - 1) / 2))  # dodge
+            y = result.estimate[1:]
+            error = np.vstack([y - result.low[1:], result.high[1:] - y])
+            error = None if np.isnan(error).all() else np.nan_to_num(error)
+            axis.errorbar(x, y, yerr=error, fmt="o", capsize=2, label=f"{arm} - {reference_arm(results, arm)}", alpha=0.85)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel("class share of training pixels (log)")
+        axis.set_title(f"split {split}")
+        for k, name in enumerate(names[1:], start=1):
+            axis.annotate(name, (max(share[k], 1e-6), axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
+    axes[0][0].set_ylabel("Dice difference (95% interval)")
+    axes[0][-1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
