@@ -58,7 +58,7 @@ def test_compare_runs_on_any_decathlon_dataset_with_several_channels(tmp_path, s
     results = run_study(str(tmp_path / "out"), ["baseline"], [0], 1, dataset_dir=str(root), bundle=bundle, extra_overrides=extra)
     assert results["splits"] == ["validation"]  # no labelled test split: the held-out part of training
     assert results["class_names"] == ["background", "organ", "lesion"]
-    summary = results["arms"]["baseline"]["seeds"][0]["summaries"]["validation"]
+    summary = results["arms"]["baseline"]["seeds"]["0"]["summaries"]["validation"]
     assert len(summary["metric_per_case"]) == 1 and set(summary["mean"]) == {"background", "organ", "lesion"}
     args = json.loads((tmp_path / "out" / "baseline" / "seed0" / "args.json").read_text())
     assert "in_channels" not in args and "num_classes" not in args  # both read from dataset.json

@@ -17,7 +17,7 @@ from medseg_dropclass.metrics import FREQUENCY_BINS
 
 __all__ = [
     "COLLAPSE_DICE", "case_matrix", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
-    "collapse_events", "plain_summary", "write_report", "write_difference_figure",
+    "collapse_events", "plain_summary", "validation_curves", "write_validation_figure", "write_report", "write_difference_figure",
 ]
 
 COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
@@ -252,6 +252,10 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         figure = write_difference_figure(results, differences, out / "delta_dice_vs_share.png")
         lines += ["", f"![per-class Dice difference with 95% intervals against class share]({figure.name})"]
 
+    curves = write_validation_figure(results, out)
+    if curves is not None:
+        lines += ["", "## Budget: validation Dice of the baseline during training", "", f"![validation Dice per class against epoch]({curves.name})"]
+
     lines += [
         "", f"## Collapse events (a class below Dice {COLLAPSE_DICE} in distribution where the compared arm's run of the same seed has >= 0.5)", "",
         "Each run of an arm has its own seed (initialisation, data order) and its own drop sequence, so its runs are "
@@ -263,12 +267,16 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         low, high = clopper_pearson(k, n)
         lines.append(f"| {arm} | {k} / {n} | [{low:.2f}, {high:.2f}] | {'; '.join(which) or '-'} |")
 
-    lines += ["", "## Cost (same machine, one run at a time)", "", "| arm | wall time per run (s) | images / s | peak memory (MiB) |", "|---|---:|---:|---:|"]
+    lines += [
+        "", "## Cost (same machine, one run at a time)", "",
+        "Median over the seeds (a run slowed by other work on the machine does not move it); training only, evaluation excluded.", "",
+        "| arm | wall time per run (s) | images / s | peak memory (MiB) |", "|---|---:|---:|---:|",
+    ]
     for arm in arms:
         costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values()]
-        seconds = np.mean([c["seconds"] for c in costs])
-        images = np.mean([c.get("images_per_second", float("nan")) for c in costs])
-        memory = np.mean([c["peak_memory_mib"] for c in costs])
+        seconds = np.median([c["seconds"] for c in costs])
+        images = np.nanmedian([c.get("images_per_second", float("nan")) for c in costs]) if costs else float("nan")
+        memory = np.median([c["peak_memory_mib"] for c in costs])
         lines.append(f"| {arm} | {seconds:.0f} | {images:.1f} | {memory:.0f} |")
 
     lines += ["", "## Classifier weight similarity (mean over seeds)", "", "| arm | most frequent class vs others | least frequent class vs others | mean off-diagonal |", "|---|---:|---:|---:|"]
@@ -279,6 +287,58 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def validation_curves(run_dirs: Sequence[pathlib.Path], class_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Per-class validation Dice against epoch from the TensorBoard logs of runs: ``{"epochs": (E,),
+    name: (R, E)}`` (NaN where a run did not log that epoch)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = []
+    for run in run_dirs:
+        accumulator = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        tags = set(accumulator.Tags().get("scalars", []))
+        logs.append({n: {e.step: e.value for e in accumulator.Scalars(f"dice/{n}")} for n in class_names if f"dice/{n}" in tags})
+    epochs = sorted({step for log in logs for curve in log.values() for step in curve})
+    curves: Dict[str, np.ndarray] = {"epochs": np.asarray(epochs)}
+    for name in class_names:
+        curves[name] = np.asarray([[log.get(name, {}).get(e, np.nan) for e in epochs] for log in logs], dtype=np.float64)
+    return curves
+
+
+def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = "baseline") -> Optional[pathlib.Path]:
+    """Validation Dice per class against epoch, mean and range over the seeds of ``arm``: does the budget plateau?"""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [output_dir / arm / f"seed{seed}" / "run" for seed in results["seeds"]]
+    runs = [r for r in runs if (r / "tensorboard").is_dir()]
+    if arm not in results["arms"] or not runs:
+        return None
+    names = results["class_names"][1:]
+    curves = validation_curves(runs, names)
+    if not len(curves["epochs"]):
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        values = curves[name]
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, axis=0)
+        line, = axis.plot(curves["epochs"], mean, marker="o", markersize=3, label=name)
+        axis.fill_between(curves["epochs"], np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation Dice (mean, range over seeds)")
+    axis.set_title(f"{arm}: validation Dice per class ({len(runs)} seeds)")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    path = output_dir / f"validation_{arm}.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def write_difference_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:

@@ -83,6 +83,7 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
         run_study(str(tmp_path), ["baseline"], [0], 2, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
     assert "| lesion_c |" in report and "## Primary endpoint" in report and "images / s" in report
+    assert (tmp_path / "validation_baseline.png").stat().st_size > 5000 and "validation_baseline.png" in report
     figures = write_figures(results, str(tmp_path))
     assert {p.name for p in figures} == {"similarity_baseline.png", "gradcam_baseline.png", "similarity_head_control.png", "gradcam_head_control.png"}
 
@@ -118,3 +119,19 @@ def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
             assert loss.dropped_dice_without_z is False
         if name == "head_control":
             assert controller.sampler(1.0) is None
+
+
+def test_validation_curves_read_the_tensorboard_logs(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from medseg_dropclass.analysis.report import validation_curves
+
+    for run, values in (("a", [0.1, 0.5]), ("b", [0.3])):
+        writer = SummaryWriter(str(tmp_path / run / "tensorboard"))
+        for epoch, value in zip((10, 20), values):
+            writer.add_scalar("dice/lesion", value, epoch)
+        writer.close()
+    curves = validation_curves([tmp_path / "a", tmp_path / "b"], ["lesion", "organ"])
+    assert curves["epochs"].tolist() == [10, 20]
+    np.testing.assert_allclose(curves["lesion"], [[0.1, 0.5], [0.3, np.nan]], rtol=1e-6)
+    assert np.isnan(curves["organ"]).all()

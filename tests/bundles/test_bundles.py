@@ -139,8 +139,11 @@ def test_resume_continues_from_the_last_checkpoint_with_the_same_state(phantom2d
     assert resumed["trainer"]["iteration"] == straight["trainer"]["iteration"] == 2 * straight["trainer"]["epoch_length"]
     assert resumed["dropclass"]["sampler"]["rng_state"] == straight["dropclass"]["sampler"]["rng_state"]
     assert resumed["lr_scheduler"]["last_epoch"] == straight["lr_scheduler"]["last_epoch"] == 2
-    steps = [int(state["step"]) for state in resumed["optimizer"]["state"].values()]
-    assert steps and set(steps) == {int(state["step"]) for state in straight["optimizer"]["state"].values()}
+    # SGD (the recipe): the poly-decayed learning rate and a momentum buffer for every parameter come back
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(straight["optimizer"]["param_groups"][0]["lr"])
+    assert resumed["optimizer"]["param_groups"][0]["lr"] < 0.01
+    assert set(resumed["optimizer"]["state"]) == set(straight["optimizer"]["state"]) and resumed["optimizer"]["state"]
+    assert all(state["momentum_buffer"] is not None for state in resumed["optimizer"]["state"].values())
     # weights: the same training up to the data/augmentation random stream, which MONAI's checkpoint does not
     # hold (an exact resume is a separate issue); a resume that restarted from scratch would be far off
     first = torch.load(tmp_path / "a" / "checkpoints" / "checkpoint_epoch=2.pt", weights_only=False)["network"]
@@ -260,7 +263,8 @@ def test_one_evaluator_evaluate_config_compare_and_inference_agree(phantom2d, tm
     by_config = json.loads((tmp_path / "a" / "summary.json").read_text())
     by_compare = evaluate_run("phantom2d_dropclass", common, str(checkpoint), "test", tmp_path / "b")
     assert by_config == by_compare
-    assert len(by_config["metric_per_case"]) == 2 and by_config["frequency_bins"]["<0.1%"]["classes"] == ["lesion_b", "lesion_c"]
+    very_rare = [name for name, share in by_config["class_share"].items() if 0 < share < 0.001]
+    assert len(by_config["metric_per_case"]) == 2 and by_config["frequency_bins"]["<0.1%"]["classes"] == very_rare
 
     run_bundle("phantom2d_dropclass", "inference", input=str(phantom2d / "imagesTs"), ckpt_path=str(checkpoint), output_dir=str(tmp_path / "pred"))
     names = by_config["class_share"].keys()
