@@ -1,11 +1,14 @@
-"""Baseline vs DropClass, side by side, per class, over seeds: ``python -m medseg_dropclass compare``.
+"""Baseline vs DropClass (and its variants and controls), side by side, per class, over seeds:
+``python -m medseg_dropclass compare``.
 
 Every arm is a bundle (``phantom2d_dropclass`` by default; any bundle folder with ``--bundle``) with a
-few config overrides, trained in its own process (so its wall time and peak memory are its own), then
-evaluated by the bundle's own ``evaluate`` config (the one evaluator: per case, nnU-Net semantics,
-through the bundle's inferer) on every labelled evaluation split of the dataset, with the network of
-its last epoch (no checkpoint selection, so equal iterations mean equal iterations). The demo is this
-command with two arms and one seed.
+few config overrides on the bundle base's recipe, trained in its own process (so its wall time and peak
+memory are its own), then evaluated by the bundle's own ``evaluate`` config (the one evaluator: per case,
+nnU-Net semantics, through the bundle's inferer) on every labelled evaluation split of the dataset, with
+the network of its last epoch (no checkpoint selection, so equal iterations mean equal iterations).
+Studies resume (finished runs are reused, interrupted ones continue from their checkpoint); the report
+(:mod:`medseg_dropclass.analysis.report`) follows ``../shared/STUDY.md``. The demo is this command with
+two arms and one seed.
 """
 
 import json

@@ -3,8 +3,10 @@
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import latest_checkpoint
 from medseg_dropclass.engine.controller import DropClassController
+from medseg_dropclass.engine.handlers import (
+    DropClassTensorBoardHandler, NonFiniteLossError, OverlayImageHandler, SegmentationEvaluation, StopOnNonFiniteLoss, unwrap,
+)
 from medseg_dropclass.engine.optim import OPTIMIZERS, build_optimizer, poly_schedule
-from medseg_dropclass.engine.handlers import DropClassTensorBoardHandler, OverlayImageHandler, SegmentationEvaluation, unwrap
 
 __all__ = [
     "DropClassController",
@@ -12,6 +14,8 @@ __all__ = [
     "build_optimizer",
     "poly_schedule",
     "DropClassTensorBoardHandler",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
     "OverlayImageHandler",
     "SegmentationEvaluation",
     "available_bundles",

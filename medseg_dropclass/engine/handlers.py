@@ -16,7 +16,7 @@ from medseg_dropclass.losses import DropClassLoss
 from medseg_dropclass.metrics import confusion_matrix, summarize_cases
 from medseg_dropclass.similarity import class_weight_similarity, similarity_figure
 
-__all__ = ["DropClassTensorBoardHandler", "SegmentationEvaluation", "OverlayImageHandler", "unwrap"]
+__all__ = ["DropClassTensorBoardHandler", "SegmentationEvaluation", "OverlayImageHandler", "StopOnNonFiniteLoss", "NonFiniteLossError", "unwrap"]
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -225,3 +225,33 @@ class OverlayImageHandler:
 
         panel = torch.cat([grey.expand(3, -1, -1), blended(middle(label)), blended(middle(classes))], dim=2)
         return panel.clamp(0, 1).numpy()
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the iteration and epoch."""
+
+
+class StopOnNonFiniteLoss:
+    """Stop training with an error (non-zero exit from ``monai.bundle run``) as soon as the loss is NaN
+    or infinite, instead of training on and saving a NaN model. Epoch checkpoints written before stay;
+    nothing is saved for the failing epoch (the savers run at epoch end).
+
+    Args:
+        output_key: the key of the trainer's output holding the loss.
+    """
+
+    def __init__(self, output_key: str = "loss") -> None:
+        self.output_key = output_key
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        output = engine.state.output
+        loss = output.get(self.output_key) if isinstance(output, dict) else output
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss is {value} at iteration {engine.state.iteration} (epoch {engine.state.epoch}): stopped; "
+                "nothing of this epoch is saved. Check the learning rate, the loss inputs and the data (check-data)."
+            )

@@ -2,6 +2,7 @@
 one evaluator (evaluate config == compare == inference), the installed wheel."""
 
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -278,3 +279,26 @@ def test_one_evaluator_evaluate_config_compare_and_inference_agree(phantom2d, tm
             assert case["metrics"][name]["TP"] == int(matrix[k, k]), (image_name, name)
             assert case["metrics"][name]["n_pred"] == int(matrix[:, k].sum()), (image_name, name)
             assert case["metrics"][name]["n_ref"] == int(matrix[k].sum()), (image_name, name)
+
+
+def test_a_non_finite_loss_stops_training_with_an_error_and_saves_no_model(phantom2d, tmp_path):
+    """A learning rate that blows the weights up: the run stops at the first NaN/Inf loss, exits non-zero
+    naming the iteration, and leaves no model.pt (before, it trained on and saved a NaN model with exit 0)."""
+    done = bundle_cli("phantom2d_dropclass", "train", "--dataset_dir", str(phantom2d), "--output_dir", str(tmp_path / "o"),
+                      "--learning_rate", "1e30", "--max_epochs", "3", "--val_interval", "1", "--batch_size", "2")
+    assert done.returncode != 0
+    assert re.search(r"NonFiniteLossError: training loss is (nan|inf|-inf) at iteration \d+ \(epoch 1\): stopped", done.stderr), done.stderr[-2000:]
+    assert not list((tmp_path / "o").rglob("*.pt"))  # neither model.pt nor an epoch checkpoint of the NaN weights
+
+
+def test_stop_on_non_finite_loss_handler():
+    from types import SimpleNamespace
+
+    from medseg_dropclass.engine import NonFiniteLossError, StopOnNonFiniteLoss
+
+    handler = StopOnNonFiniteLoss()
+    engine = SimpleNamespace(state=SimpleNamespace(output={"loss": torch.tensor(0.5)}, iteration=7, epoch=2))
+    handler(engine)  # finite: nothing happens
+    engine.state.output = {"loss": torch.tensor(float("inf"))}
+    with pytest.raises(NonFiniteLossError, match=r"training loss is inf at iteration 7 \(epoch 2\): stopped"):
+        handler(engine)
