@@ -12,7 +12,7 @@ from medseg_dropclass.data.decathlon import (
     read_dataset_json,
     split_datalist,
 )
-from medseg_dropclass.data.files import image_datalist
+from medseg_dropclass.data.files import image_datalist, plan_output_names
 from medseg_dropclass.data.phantoms import (
     DEFAULT_2D,
     DEFAULT_3D,
@@ -46,6 +46,7 @@ __all__ = [
     "make_phantom_dataset",
     "ensure_phantoms",
     "image_datalist",
+    "plan_output_names",
     "read_dataset_json",
     "decathlon_datalist",
     "decathlon_transforms",

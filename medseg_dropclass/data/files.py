@@ -1,11 +1,14 @@
-"""Inputs of inference: a folder of images or a JSON datalist."""
+"""Inputs and outputs of inference: a folder of images or a JSON datalist, and one output file per input
+that never overwrites an input or an existing file."""
 
 import json
 import os
 import pathlib
-from typing import Sequence
+from typing import Dict, List, Mapping, Sequence
 
-__all__ = ["image_datalist"]
+__all__ = ["image_datalist", "plan_output_names", "output_stem", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg")
 
 
 def image_datalist(source: str, key: str = "image", suffixes: Sequence[str] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")) -> list:
@@ -38,3 +41,62 @@ def image_datalist(source: str, key: str = "image", suffixes: Sequence[str] = ("
         if not os.path.isfile(item[key]):
             raise FileNotFoundError(f"datalist {source!r} lists {item[key]!r}, which does not exist")
     return items
+
+
+def output_stem(path: str) -> str:
+    """A file's name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    name = pathlib.Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name.split(".")[0]
+
+
+def plan_output_names(
+    items: Sequence[Mapping[str, str]], output_dir: str, extension: str, postfix: str = "seg", overwrite: bool = False, key: str = "image"
+) -> Dict[str, str]:
+    """The output name (without ``_postfix`` and ``extension``) of every input, checked before anything is written.
+
+    Each input gets ``<stem>_<postfix><extension>`` in ``output_dir``; inputs whose stems collide (``a.nii``
+    and ``a.nii.gz``, or equal names from different folders) get their full file name (dots as ``_``) and,
+    if needed, their folder's name as the stem, so every input has its own file.
+
+    Returns:
+        ``{input path: output stem}`` (what MONAI's writers call the subject).
+
+    Raises:
+        FileExistsError: an output would replace one of the inputs (output folder = input folder with
+            ``scan.nii.gz`` and ``scan_seg.nii.gz``), or an output file exists and ``overwrite`` is False;
+            the message names the files.
+    """
+    inputs = [str(item[key]) for item in items]
+    stems: Dict[str, str] = {path: output_stem(path) for path in inputs}
+    for rule in (lambda p: pathlib.Path(p).name.replace(".", "_"), lambda p: f"{pathlib.Path(p).parent.name}_{pathlib.Path(p).name.replace('.', '_')}"):
+        seen: Dict[str, List[str]] = {}
+        for path in inputs:
+            seen.setdefault(stems[path], []).append(path)
+        for stem, paths in seen.items():
+            if len(paths) > 1:
+                for path in paths:
+                    stems[path] = rule(path)
+    counts: Dict[str, List[str]] = {}
+    for path in inputs:
+        counts.setdefault(stems[path], []).append(path)
+    clashes = [paths for paths in counts.values() if len(paths) > 1]
+    if clashes:
+        raise FileExistsError(f"inputs {clashes[0]} would share one output file in {output_dir}; rename one of them")
+    resolved_inputs = {os.path.realpath(p) for p in inputs}
+    replaced, existing = [], []
+    for path in inputs:
+        target = os.path.join(output_dir, f"{stems[path]}_{postfix}{extension}")
+        if os.path.realpath(target) in resolved_inputs:
+            replaced.append(f"{target} (an input) from {path}")
+        elif os.path.exists(target) and not overwrite:
+            existing.append(target)
+    if replaced:
+        raise FileExistsError(f"the output folder would overwrite input images: {'; '.join(replaced[:5])}; choose another --output_dir")
+    if existing:
+        raise FileExistsError(
+            f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; pass --overwrite True to replace them, or choose another --output_dir"
+        )
+    return stems

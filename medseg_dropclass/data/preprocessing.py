@@ -37,6 +37,7 @@ from monai.transforms import (
 )
 
 from medseg_dropclass.data.crops import RandBalancedCropd
+from medseg_dropclass.data.files import output_stem
 from medseg_dropclass.data.transforms import LookupLabelsd, NamedErrorsCompose, VerifyImaged, VerifyPaird
 from medseg_dropclass.data.writers import SaveLabelPNGd
 
@@ -71,15 +72,31 @@ class Preprocessing:
         """Steps mapping ``pred`` (scores) back to the input's grid; none where geometry is untouched."""
         return []
 
-    def writer(self, output_dir: str) -> MapTransform:
+    output_extension = ".nii.gz"
+
+    def writer(self, output_dir: str, output_names: Optional[Mapping[str, str]] = None) -> MapTransform:
         raise NotImplementedError
 
-    def postprocessing(self, stage: str = "evaluate", output_dir: Optional[str] = None) -> NamedErrorsCompose:
-        """Scores -> class map on the input's own grid (``pred``: ``(1, *spatial)``); written when ``output_dir`` is given."""
+    def postprocessing(
+        self, stage: str = "evaluate", output_dir: Optional[str] = None, output_names: Optional[Mapping[str, str]] = None
+    ) -> NamedErrorsCompose:
+        """Scores -> class map on the input's own grid (``pred``: ``(1, *spatial)``); written when ``output_dir`` is
+        given, to ``<output_names[input]>_seg<extension>`` (:func:`~medseg_dropclass.data.plan_output_names`)."""
         steps = self.inverse(stage) + [AsDiscreted(keys="pred", argmax=True)]
         if output_dir is not None:
-            steps.append(self.writer(output_dir))
+            steps.append(self.writer(output_dir, output_names))
         return NamedErrorsCompose(steps)
+
+
+class PlannedNames:
+    """MONAI writer ``output_name_formatter``: the output stem planned for each input file (its own stem otherwise)."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.names = dict(names)
+
+    def __call__(self, meta: Mapping, saver: object = None) -> dict:
+        source = str(meta.get("filename_or_obj", ""))
+        return {"subject": self.names.get(source, output_stem(source)), "idx": None}
 
 
 class DecathlonPreprocessing(Preprocessing):
@@ -177,12 +194,12 @@ class DecathlonPreprocessing(Preprocessing):
             ]
         return steps
 
-    def writer(self, output_dir: str) -> MapTransform:
+    def writer(self, output_dir: str, output_names: Optional[Mapping[str, str]] = None) -> MapTransform:
         import numpy
 
         return SaveImaged(
             keys="pred", output_dir=output_dir, output_postfix="seg", output_dtype=numpy.uint8, resample=False,
-            separate_folder=False, print_log=False,
+            separate_folder=False, print_log=False, output_name_formatter=PlannedNames(output_names or {}),
         )
 
 
@@ -247,5 +264,7 @@ class NaturalImagePreprocessing(Preprocessing):
         steps.append(EnsureTyped(keys=keys, track_meta=stage != "train"))
         return steps
 
-    def writer(self, output_dir: str) -> MapTransform:
-        return SaveLabelPNGd(keys="pred", output_dir=output_dir)
+    output_extension = ".png"
+
+    def writer(self, output_dir: str, output_names: Optional[Mapping[str, str]] = None) -> MapTransform:
+        return SaveLabelPNGd(keys="pred", output_dir=output_dir, output_names=output_names)

@@ -302,3 +302,40 @@ def test_stop_on_non_finite_loss_handler():
     engine.state.output = {"loss": torch.tensor(float("inf"))}
     with pytest.raises(NonFiniteLossError, match=r"training loss is inf at iteration 7 \(epoch 2\): stopped"):
         handler(engine)
+
+
+def test_inference_never_overwrites_inputs_or_outputs_and_names_every_input(phantom2d, tmp_path):
+    """scan.nii.gz and scan_seg.nii.gz in the output folder: refused (it used to overwrite the input);
+    a.nii and a.nii.gz get one output each; an existing output needs --overwrite True."""
+    from medseg_dropclass.data import plan_output_names
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = sorted((phantom2d / "imagesTs").iterdir())[0]
+    image = nib.load(str(source))
+    for name in ("scan.nii.gz", "scan_seg.nii.gz"):
+        nib.save(image, str(folder / name))
+    before = (folder / "scan_seg.nii.gz").read_bytes()
+    ckpt = tmp_path / "m.pt"
+    parser = ConfigParser()
+    parser.read_config(config_files("phantom2d_dropclass", "inference"))
+    parser.read_meta(meta("phantom2d_dropclass"))
+    torch.save(parser.get_parsed_content("network_def").state_dict(), ckpt)
+    done = bundle_cli("phantom2d_dropclass", "inference", "--input", str(folder), "--ckpt_path", str(ckpt), "--output_dir", str(folder))
+    assert done.returncode != 0 and "the output folder would overwrite input images" in done.stderr and "scan_seg.nii.gz" in done.stderr
+    assert (folder / "scan_seg.nii.gz").read_bytes() == before
+
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    nib.save(image, str(twins / "a.nii.gz"))
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), image.affine), str(twins / "a.nii"))
+    out = tmp_path / "out"
+    done = bundle_cli("phantom2d_dropclass", "inference", "--input", str(twins), "--ckpt_path", str(ckpt), "--output_dir", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["a_nii_gz_seg.nii.gz", "a_nii_seg.nii.gz"]
+    done = bundle_cli("phantom2d_dropclass", "inference", "--input", str(twins), "--ckpt_path", str(ckpt), "--output_dir", str(out))
+    assert done.returncode != 0 and "2 output file(s) already exist" in done.stderr and "--overwrite True" in done.stderr
+    done = bundle_cli("phantom2d_dropclass", "inference", "--input", str(twins), "--ckpt_path", str(ckpt), "--output_dir", str(out), "--overwrite", "True")
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = plan_output_names([{"image": "/x/scan.nii.gz"}, {"image": "/y/scan.nii.gz"}], str(tmp_path / "o2"), ".nii.gz")
+    assert names == {"/x/scan.nii.gz": "x_scan_nii_gz", "/y/scan.nii.gz": "y_scan_nii_gz"}
