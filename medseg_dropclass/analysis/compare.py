@@ -12,7 +12,6 @@ two arms and one seed.
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -93,7 +92,11 @@ def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
 
 
 def train_arm(bundle: str, overrides: dict, output_dir: pathlib.Path) -> Dict[str, float]:
-    """Train one arm in a child process; return its wall time (s) and peak resident memory (MiB)."""
+    """Train one arm in a child process; return its wall time (s) and peak resident memory (MiB).
+
+    The peak is the child's own ``VmHWM`` (Linux ``/proc``, reset at exec), read while it runs: the
+    ``ru_maxrss`` of ``wait4`` would include the parent's memory at fork time, which grows over a study.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     args_file = output_dir / "args.json"
     args_file.write_text(json.dumps({**overrides, "output_dir": str(output_dir / "run")}))
@@ -101,14 +104,28 @@ def train_arm(bundle: str, overrides: dict, output_dir: pathlib.Path) -> Dict[st
     command = [sys.executable, "-m", "medseg_dropclass", "run", str(bundle), "train", "--args_file", str(args_file)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak_kib = 0
+    while process.poll() is None:
+        peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
+        time.sleep(0.25)
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     if process.returncode != 0:
         tail = (output_dir / "train.log").read_text()[-2000:]
         raise RuntimeError(f"training {output_dir} failed (exit {process.returncode}):\n{tail}")
-    return {"seconds": seconds, "peak_memory_mib": usage.ru_maxrss / 1024.0}
+    return {"seconds": seconds, "peak_memory_mib": peak_kib / 1024.0 if peak_kib else float("nan")}
+
+
+def _high_water_mark_kib(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB (0 where ``/proc`` is not available or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def evaluate_run(bundle: str, overrides: dict, checkpoint: str, split: str, eval_dir: pathlib.Path) -> dict:
