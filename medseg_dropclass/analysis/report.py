@@ -16,18 +16,23 @@ from medseg_dropclass.data.stats import RARE
 from medseg_dropclass.metrics import FREQUENCY_BINS
 
 __all__ = [
-    "COLLAPSE_DICE", "case_matrix", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
+    "COLLAPSE_DICE", "case_matrix", "finished_seeds", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
     "collapse_events", "plain_summary", "validation_curves", "write_validation_figure", "write_report", "write_difference_figure",
 ]
 
 COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
 
 
-def case_matrix(results: dict, arm: str, split: str, metric: str = "Dice") -> np.ndarray:
-    """``(S, N, K)`` per-case values of one arm on one split, seeds in ``results["seeds"]`` order (NaN: no value)."""
+def finished_seeds(results: dict, *arms: str) -> List[int]:
+    """The seeds (in ``results["seeds"]`` order) every one of ``arms`` has finished (a study may be in progress)."""
+    return [s for s in results["seeds"] if all(str(s) in results["arms"][a]["seeds"] or s in results["arms"][a]["seeds"] for a in arms)]
+
+
+def case_matrix(results: dict, arm: str, split: str, metric: str = "Dice", seeds: Optional[Sequence[int]] = None) -> np.ndarray:
+    """``(S, N, K)`` per-case values of one arm on one split for ``seeds`` (default: the arm's finished seeds; NaN: no value)."""
     names = results["class_names"]
     rows = []
-    for seed in results["seeds"]:
+    for seed in finished_seeds(results, arm) if seeds is None else seeds:
         entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
         if entry is None:
             raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
@@ -73,6 +78,7 @@ def primary_endpoint(results: dict, arm: str, reference: Optional[str] = None, n
     own = {"test": case_matrix(results, arm, test)}
     if shifted is not None:
         own["shifted"] = case_matrix(results, arm, shifted)
+    common = finished_seeds(results, arm, reference) if reference is not None else []
     out = {
         "in_distribution": hierarchical_bootstrap({"test": own["test"]}, lambda v: _rare_mean(seed_mean(v["test"]), rare), n_resamples),
     }
@@ -82,8 +88,8 @@ def primary_endpoint(results: dict, arm: str, reference: Optional[str] = None, n
     out["drop"] = hierarchical_bootstrap(own, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples)
     if reference is not None and reference != arm:
         paired = {
-            "test": own["test"] - case_matrix(results, reference, test),
-            "shifted": own["shifted"] - case_matrix(results, reference, shifted),
+            "test": case_matrix(results, arm, test, seeds=common) - case_matrix(results, reference, test, seeds=common),
+            "shifted": case_matrix(results, arm, shifted, seeds=common) - case_matrix(results, reference, shifted, seeds=common),
         }
         out["drop_minus_reference"] = hierarchical_bootstrap(
             paired, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples
@@ -93,7 +99,8 @@ def primary_endpoint(results: dict, arm: str, reference: Optional[str] = None, n
 
 def class_differences(results: dict, arm: str, reference: str, split: str, metric: str = "Dice", n_resamples: int = 2000) -> BootstrapResult:
     """Per-class ``arm - reference`` (paired by seed and case), hierarchical-bootstrap intervals, ``(K,)``."""
-    paired = case_matrix(results, arm, split, metric) - case_matrix(results, reference, split, metric)
+    common = finished_seeds(results, arm, reference)
+    paired = case_matrix(results, arm, split, metric, common) - case_matrix(results, reference, split, metric, common)
     return hierarchical_bootstrap({"s": paired}, lambda v: seed_mean(v["s"]), n_resamples)
 
 
@@ -103,16 +110,18 @@ def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
     split = results["splits"][0]
     names = results["class_names"]
     reference = reference_arm(results, arm)
-    values = np.nanmean(case_matrix(results, arm, split), axis=1)
-    base = np.nanmean(case_matrix(results, reference, split), axis=1)
+    common = finished_seeds(results, arm, reference)
+    with np.errstate(all="ignore"):
+        values = np.nanmean(case_matrix(results, arm, split, seeds=common), axis=1)
+        base = np.nanmean(case_matrix(results, reference, split, seeds=common), axis=1)
     which = []
     k = 0
-    for s, seed in enumerate(results["seeds"]):
+    for s, seed in enumerate(common):
         lost = [names[c] for c in range(1, len(names)) if values[s, c] < COLLAPSE_DICE and base[s, c] >= 0.5]
         if lost:
             k += 1
             which.append(f"seed {seed}: {', '.join(lost)}")
-    return k, len(results["seeds"]), which
+    return k, len(common), which
 
 
 def _interval(result: BootstrapResult, index: int = 0, digits: int = 3) -> str:
@@ -143,7 +152,7 @@ def plain_summary(results: dict) -> List[str]:
     names = results["class_names"]
     rare = rare_classes(results)
     test, shifted = results["splits"][0], shifted_split(results)
-    seeds = len(results["seeds"])
+    seeds = min(len(finished_seeds(results, a)) for a in results["arms"] if results["arms"][a]["seeds"])
     lines = [f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"]
     for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
         own = _rare_mean(seed_mean(case_matrix(results, arm, test)), rare)
@@ -159,7 +168,7 @@ def plain_summary(results: dict) -> List[str]:
             "another seed gives. The multi-seed study with intervals is docs/RESULTS.md (`python -m medseg_dropclass compare`)."
         )
     else:
-        lines.append(f"{seeds} seeds; intervals and tests below.")
+        lines.append(f"{seeds} or more seeds per arm; intervals and tests below.")
     return lines
 
 
@@ -180,14 +189,14 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         "hierarchical bootstrap (seeds, then cases within seed), percentile. "
         + ("**One seed: no interval can be given** (training variance is unknown)." if one_seed else ""),
         "",
-        "| arm | what | budget | compared with | drop sequence |",
-        "|---|---|---:|---|---|",
+        "| arm | what | budget | seeds | compared with | drop sequence |",
+        "|---|---|---:|---:|---|---|",
     ]
     for arm in arms:
         entry = results["arms"][arm]
         lines.append(
-            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {reference_arm(results, arm) if arm != 'baseline' else '-'} "
-            f"| {entry.get('drop_sequence', 'own stream')} |"
+            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(finished_seeds(results, arm))} "
+            f"| {reference_arm(results, arm) if arm != 'baseline' else '-'} | {entry.get('drop_sequence', 'own stream')} |"
         )
     rare_names = ", ".join(names[k] for k in rare) or "none"
     lines += ["", "## Primary endpoint", ""]
@@ -314,9 +323,11 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [output_dir / arm / f"seed{seed}" / "run" for seed in results["seeds"]]
+    if arm not in results["arms"]:
+        return None
+    runs = [output_dir / arm / f"seed{seed}" / "run" for seed in finished_seeds(results, arm)]
     runs = [r for r in runs if (r / "tensorboard").is_dir()]
-    if arm not in results["arms"] or not runs:
+    if not runs:
         return None
     names = results["class_names"][1:]
     curves = validation_curves(runs, names)

@@ -135,3 +135,17 @@ def test_validation_curves_read_the_tensorboard_logs(tmp_path):
     assert curves["epochs"].tolist() == [10, 20]
     np.testing.assert_allclose(curves["lesion"], [[0.1, 0.5], [0.3, np.nan]], rtol=1e-6)
     assert np.isnan(curves["organ"]).all()
+
+
+def test_report_of_a_study_in_progress_pairs_the_finished_seeds(tmp_path):
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.5, 0.9, (5, 10, 3))
+    results = fake_results({"baseline": {"test": base, "test_shifted": base - 0.2}, "dropclass": {"test": base + 0.05, "test_shifted": base - 0.1}})
+    for seed in ("3", "4"):  # dropclass has finished seeds 0-2 only
+        del results["arms"]["dropclass"]["seeds"][seed]
+    primary = primary_endpoint(results, "dropclass", "baseline", n_resamples=200)
+    # drop: (0.05 - (-0.1)) - (0 - (-0.2)) = -0.05 on seeds 0-2, paired with the baseline's same seeds
+    assert primary["drop_minus_reference"].estimate[0] == pytest.approx(-0.05) and primary["drop_minus_reference"].seeds == 3
+    assert collapse_events(results, "dropclass") == (0, 3, [])
+    report = write_report(results, str(tmp_path), n_resamples=100).read_text()
+    assert "| dropclass | dropclass | 1x | 3 | baseline |" in report and "| baseline | baseline | 1x | 5 | - |" in report
