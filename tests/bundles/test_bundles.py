@@ -216,7 +216,7 @@ def test_ddp_with_gloo_two_processes(tmp_path):
 
 
 def bundle_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "medseg_dropclass", "run", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "medseg_dropclass", "run", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def test_bad_input_gives_a_clear_message_and_a_failing_exit_code(phantom2d, tmp_path):
