@@ -283,7 +283,11 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         "| arm | wall time per run (s) | images / s | peak memory (MiB) |", "|---|---:|---:|---:|",
     ]
     for arm in arms:
-        costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values()]
+        # a resumed run's time covers only its last part
+        costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values() if not entry.get("resumed")]
+        if not costs:
+            lines.append(f"| {arm} | n/a (resumed runs only) | | |")
+            continue
         seconds = np.min([c["seconds"] for c in costs])
         images = np.nanmax([c.get("images_per_second", float("nan")) for c in costs]) if costs else float("nan")
         memory = np.nanmax([c["peak_memory_mib"] for c in costs])
