@@ -166,8 +166,11 @@ def run_study(
     dataset_dir: Optional[str] = None,
     bundle: str = BUNDLE,
     extra_overrides: Optional[dict] = None,
+    train: bool = True,
 ) -> dict:
     """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
+
+    ``train=False`` collects the finished runs only (a report of a study in progress; nothing is trained).
 
     Resumable: a finished (arm, seed) with the same configuration is reused from its ``result.json``;
     an interrupted one continues from its last epoch checkpoint (the bundle's resume handler); the
@@ -210,6 +213,8 @@ def run_study(
             }
             arm_dir = out / arm / f"seed{seed}"
             entry = _finished(arm_dir, full)
+            if entry is None and not train:
+                continue
             if entry is None:
                 entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share)
             results["arms"][arm]["seeds"][str(seed)] = entry
@@ -264,6 +269,8 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
     bundle = results.get("bundle", BUNDLE)
     written = []
     for arm, entry in results["arms"].items():
+        if not entry["seeds"]:  # a study in progress: nothing finished for this arm yet
+            continue
         seed, first = next(iter(entry["seeds"].items()))
         matrix = torch.tensor(first["similarity"]["matrix"])
         written.append(pathlib.Path(save_similarity_heatmap(matrix, names, str(out / f"similarity_{arm}.png"), f"{arm}: class weight similarity")))
@@ -289,6 +296,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--bundle", default=BUNDLE, help="a shipped bundle's name or a bundle folder (default: %(default)s)")
     parser.add_argument("--dataset-dir", default=None, help="a Decathlon-format dataset (default: the 2D phantoms)")
     parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
+    parser.add_argument("--report-only", action="store_true", help="report the finished runs of a study in progress; train nothing")
     args = parser.parse_args(argv)
     if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         parser.error("--seeds and --max-epochs must be >= 1")
@@ -296,7 +304,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
-    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle)
+    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle, train=not args.report_only)
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)

@@ -175,6 +175,7 @@ def plain_summary(results: dict) -> List[str]:
 def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropClass, per class", n_resamples: int = 2000) -> pathlib.Path:
     """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path."""
     out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
     arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
     seeds = results["seeds"]

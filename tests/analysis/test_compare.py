@@ -79,6 +79,10 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
     again = run_study(str(tmp_path), arms, [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
     assert capsys.readouterr().out.count("finished earlier: reused") == 2
     assert again["arms"]["baseline"]["seeds"]["0"]["summaries"] == json.loads(json.dumps(results["arms"]["baseline"]["seeds"]["0"]["summaries"]))
+    # a report of a study in progress: finished runs collected, nothing trained for the arm not run yet
+    partial = run_study(str(tmp_path), arms + ["dropclass"], [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2}, train=False)
+    assert partial["arms"]["dropclass"]["seeds"] == {} and not (tmp_path / "dropclass" / "seed0").exists()
+    assert "| dropclass |" not in write_report(partial, str(tmp_path / "partial"), n_resamples=20).read_text().split("## Primary endpoint")[1]
     with pytest.raises(ValueError, match=r"result.json was produced with other settings"):
         run_study(str(tmp_path), ["baseline"], [0], 2, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
