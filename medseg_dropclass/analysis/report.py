@@ -58,7 +58,10 @@ def shifted_split(results: dict) -> Optional[str]:
 def reference_arm(results: dict, arm: str) -> str:
     """The arm ``arm`` is compared with: its declared reference when that ran, else ``baseline``."""
     declared = results["arms"][arm].get("reference", "baseline")
-    return declared if declared in results["arms"] else "baseline"
+    for candidate in (declared, "baseline"):
+        if candidate in results["arms"] and results["arms"][candidate]["seeds"]:
+            return candidate
+    return arm  # nothing to compare with in this study
 
 
 def _rare_mean(values: np.ndarray, classes: Sequence[int]) -> float:
@@ -197,7 +200,7 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         entry = results["arms"][arm]
         lines.append(
             f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(finished_seeds(results, arm))} "
-            f"| {reference_arm(results, arm) if arm != 'baseline' else '-'} | {entry.get('drop_sequence', 'own stream')} |"
+            f"| {reference_arm(results, arm) if reference_arm(results, arm) != arm else '-'} | {entry.get('drop_sequence', 'own stream')} |"
         )
     rare_names = ", ".join(names[k] for k in rare) or "none"
     lines += ["", "## Primary endpoint", ""]
@@ -210,7 +213,7 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
     lines += ["", "| arm | rare Dice in distribution | rare Dice shifted | drop | drop minus compared arm's | p (Holm) |", "|---|---:|---:|---:|---:|---:|"]
     primaries = {}
     for arm in arms:
-        reference = reference_arm(results, arm) if arm != "baseline" else None
+        reference = reference_arm(results, arm) if reference_arm(results, arm) != arm else None
         primaries[arm] = primary_endpoint(results, arm, reference, n_resamples)
     compared = [a for a in arms if "drop_minus_reference" in primaries[a]]
     adjusted = dict(zip(compared, holm([primaries[a]["drop_minus_reference"].p_value[0] for a in compared])))
@@ -241,9 +244,8 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
             lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
 
     differences: Dict[Tuple[str, str], BootstrapResult] = {}
-    for arm in arms:
-        if arm == "baseline":
-            continue
+    compared_arms = [a for a in arms if reference_arm(results, a) != a]
+    for arm in compared_arms:
         for split in splits:
             differences[arm, split] = class_differences(results, arm, reference_arm(results, arm), split, n_resamples=n_resamples)
     if differences:
@@ -252,7 +254,7 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
             "Secondary endpoints: 95% intervals; p-values Holm-adjusted over the foreground classes and splits of each arm.", "",
             "| arm | split | " + " | ".join(names[1:]) + " |", "|---|---|" + "---:|" * (len(names) - 1),
         ]
-        for arm in [a for a in arms if a != "baseline"]:
+        for arm in compared_arms:
             raw = np.concatenate([differences[arm, s].p_value[1:] for s in splits])
             adjusted_p = holm(raw).reshape(len(splits), -1)
             for i, split in enumerate(splits):
@@ -272,7 +274,7 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
         "independent events; k of n runs with an exact (Clopper-Pearson) 95% interval.", "",
         "| arm | k / n | 95% interval | which |", "|---|---:|---:|---|",
     ]
-    for arm in [a for a in arms if a != "baseline"]:
+    for arm in compared_arms:
         k, n, which = collapse_events(results, arm)
         low, high = clopper_pearson(k, n)
         lines.append(f"| {arm} | {k} / {n} | [{low:.2f}, {high:.2f}] | {'; '.join(which) or '-'} |")
