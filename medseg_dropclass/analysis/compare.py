@@ -245,7 +245,7 @@ def _train_and_evaluate(bundle: str, arm: str, seed: int, full: dict, arm_dir: p
     evaluated = {**full, "output_dir": str(arm_dir / "run"), "class_share": share}
     entry: dict = {"overrides": full, "cost": cost, "resumed": resumed is not None, "summaries": {}}
     parser = bundle_parser(bundle, full)
-    images = full["max_epochs"] * len(parser.get_parsed_content("train#dataset")) * int(getattr(parser.get_parsed_content("preprocessing"), "num_crops", 1))
+    images = full["max_epochs"] * len(parser.get_parsed_content("train_datalist")) * int(getattr(parser.get_parsed_content("preprocessing"), "num_crops", 1))
     cost["images_per_second"] = images / cost["seconds"] if not resumed else float("nan")
     for split in splits:
         entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
