@@ -36,7 +36,31 @@ def run_main(argv: List[str]) -> None:
     from medseg_dropclass.engine.bundles import run_bundle
 
     bundle, configs, rest = _split_configs(argv)
-    fire.Fire(lambda **overrides: run_bundle(bundle, *configs, **overrides), command=rest, name="run")
+    try:
+        fire.Fire(lambda **overrides: run_bundle(bundle, *configs, **overrides), command=rest, name="run")
+    except Exception as error:
+        named = _named_error(error)
+        if named is None:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(f"\nerror: {named}", file=sys.stderr)  # the cause, last, not MONAI's "Failed to instantiate ..." wrapper
+        sys.exit(1)
+
+
+def _named_error(error: BaseException) -> Optional[BaseException]:
+    """The project's own error (naming the file, iteration or checkpoint) in an exception's cause chain."""
+    from medseg_dropclass.data.transforms import DatasetError
+    from medseg_dropclass.engine import CheckpointError, NonFiniteLossError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (DatasetError, NonFiniteLossError, CheckpointError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def configs_main(argv: List[str]) -> None:

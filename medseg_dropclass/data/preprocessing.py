@@ -24,7 +24,6 @@ from monai.transforms import (
     DeleteItemsd,
     EnsureTyped,
     Invertd,
-    LoadImaged,
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
@@ -38,7 +37,7 @@ from monai.transforms import (
 
 from medseg_dropclass.data.crops import RandBalancedCropd
 from medseg_dropclass.data.files import output_stem
-from medseg_dropclass.data.transforms import LookupLabelsd, NamedErrorsCompose, VerifyImaged, VerifyPaird
+from medseg_dropclass.data.transforms import LookupLabelsd, NamedErrorsCompose, NamedLoadImaged, VerifyImaged, VerifyPaird
 from medseg_dropclass.data.writers import SaveLabelPNGd
 
 __all__ = ["STAGES", "Preprocessing", "DecathlonPreprocessing", "NaturalImagePreprocessing", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -149,14 +148,19 @@ class DecathlonPreprocessing(Preprocessing):
 
     def build(self, stage: str) -> List[MapTransform]:
         if stage == "label":
-            return [LoadImaged(keys="label", reader=self.reader, ensure_channel_first=True, image_only=True)]
+            return [NamedLoadImaged(keys="label", reader=self.reader, ensure_channel_first=True, image_only=True)]
         loaded = ["image"] if stage == "inference" else ["image", "label"]
         moved = ["image", "label"] if stage == "train" else ["image"]  # evaluate: the reference stays on its grid
-        steps: List[MapTransform] = [LoadImaged(keys=loaded, reader=self.reader, ensure_channel_first=True, image_only=True)]
+        steps: List[MapTransform] = [NamedLoadImaged(keys=loaded, reader=self.reader, ensure_channel_first=True, image_only=True)]
         if stage == "inference":
-            steps.append(VerifyImaged("image", channels=self.in_channels))
+            steps.append(VerifyImaged("image", channels=self.in_channels, spatial_dims=self.spatial_dims))
         else:
-            steps.append(VerifyPaird("image", "label", num_classes=self.num_classes, image_channels=self.in_channels, ignore_index=self.ignore_index))
+            steps.append(
+                VerifyPaird(
+                    "image", "label", num_classes=self.num_classes, image_channels=self.in_channels, ignore_index=self.ignore_index,
+                    spatial_dims=self.spatial_dims,
+                )
+            )
         steps.append(Orientationd(keys=moved, axcodes="RAS"[: self.spatial_dims], labels=AXIS_LABELS))
         if self.pixdim is not None:
             steps.append(Spacingd(keys=moved, pixdim=self.pixdim, mode=("bilinear", "nearest")[: len(moved)]))
@@ -235,7 +239,7 @@ class NaturalImagePreprocessing(Preprocessing):
         self.label_mapping, self.mean, self.std = label_mapping, tuple(mean), tuple(std)
 
     def _load(self, keys: Sequence[str]) -> List[MapTransform]:
-        steps: List[MapTransform] = [LoadImaged(keys=keys, reader="PILReader", reverse_indexing=False, ensure_channel_first=True, image_only=True)]
+        steps: List[MapTransform] = [NamedLoadImaged(keys=keys, reader="PILReader", reverse_indexing=False, ensure_channel_first=True, image_only=True)]
         if "label" in keys and self.label_mapping is not None:
             steps.append(LookupLabelsd("label", self.label_mapping, default=self.ignore_index))
         return steps

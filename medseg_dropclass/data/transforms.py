@@ -7,12 +7,12 @@ import torch
 from monai.config import KeysCollection
 from monai.data import CacheDataset as MonaiCacheDataset
 from monai.data import Dataset as MonaiDataset
-from monai.transforms import Compose, MapTransform
+from monai.transforms import Compose, LoadImaged, MapTransform
 
 from medseg_dropclass.validation import check_label_values
 
 __all__ = [
-    "DatasetError", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset",
+    "DatasetError", "NamedLoadImaged", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset",
 ]
 
 
@@ -43,6 +43,39 @@ def check_finite(image: object, image_file: str) -> None:
             raise DatasetError(f"{image_file}: image holds {bad} non-finite voxel(s) (NaN/Inf)")
 
 
+def check_spatial_dims(image: object, spatial_dims: Optional[int], image_file: str) -> None:
+    """Raise :class:`DatasetError` when a channel-first image has not ``spatial_dims`` spatial axes."""
+    shape = tuple(image.shape[1:])
+    if spatial_dims is not None and len(shape) != spatial_dims:
+        raise DatasetError(
+            f"{image_file}: a {len(shape)}D image of shape {shape}; the model takes {spatial_dims}D images"
+            + (" (a single slice stored as a volume: save it as a 2D image)" if spatial_dims == 2 and shape[2:] == (1,) else "")
+        )
+
+
+class NamedLoadImaged(LoadImaged):
+    """``LoadImaged`` whose read errors name the file: a truncated ``.nii.gz`` raised a bare ``EOFError``, an
+    empty file nibabel's error deep inside MONAI's wrapper. Other behaviour is ``LoadImaged``'s."""
+
+    def __call__(self, data, reader=None):
+        try:
+            return super().__call__(data, reader)
+        except DatasetError:
+            raise
+        except Exception as error:
+            for key in self.key_iterator(dict(data)):  # which file: retry them one by one (the failure path only)
+                path = data[key]
+                if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+                    continue
+                try:
+                    self._loader(path, reader)
+                except Exception as own:  # noqa: BLE001  (any reader error: name the file and keep the cause)
+                    raise DatasetError(
+                        f"{path}: cannot be read as an image ({type(own).__name__}: {own}); is it truncated, empty or of another format?"
+                    ) from error
+            raise
+
+
 class VerifyPaird(MapTransform):
     """Check a loaded image/label pair (channel-first) before anything resamples it.
 
@@ -57,6 +90,7 @@ class VerifyPaird(MapTransform):
         image_channels: expected image channels (``None``: any).
         ignore_index: the one label value allowed outside the classes (``None``: none).
         affine_tolerance: largest allowed absolute difference between the two affines.
+        spatial_dims: expected spatial axes of the image (``None``: any).
     """
 
     def __init__(
@@ -67,8 +101,10 @@ class VerifyPaird(MapTransform):
         image_channels: Optional[int] = None,
         ignore_index: Optional[int] = None,
         affine_tolerance: float = 1e-3,
+        spatial_dims: Optional[int] = None,
     ) -> None:
         super().__init__([image_key, label_key])
+        self.spatial_dims = spatial_dims
         self.image_key, self.label_key = image_key, label_key
         self.num_classes = num_classes
         self.image_channels = image_channels
@@ -83,6 +119,7 @@ class VerifyPaird(MapTransform):
             raise DatasetError(
                 f"{image_file}: image has {image.shape[0]} channel(s), expected {self.image_channels}"
             )
+        check_spatial_dims(image, self.spatial_dims, image_file)
         check_finite(image, image_file)
         if label.shape[0] != 1:
             raise DatasetError(f"{label_file}: label has {label.shape[0]} channels, expected 1 (a class-index map)")
@@ -110,17 +147,18 @@ class VerifyPaird(MapTransform):
 
 
 class VerifyImaged(MapTransform):
-    """Check an image's channel count (inference has no label to pair with); names the file."""
+    """Check an image's channel count, spatial axes and values (inference has no label to pair with); names the file."""
 
-    def __init__(self, keys: KeysCollection, channels: Optional[int]) -> None:
+    def __init__(self, keys: KeysCollection, channels: Optional[int], spatial_dims: Optional[int] = None) -> None:
         super().__init__(keys)
-        self.channels = channels
+        self.channels, self.spatial_dims = channels, spatial_dims
 
     def __call__(self, data: Mapping[Hashable, object]) -> Dict[Hashable, object]:
         d = dict(data)
         for key in self.key_iterator(d):
             if self.channels is not None and d[key].shape[0] != self.channels:
                 raise DatasetError(f"{source_name(d, key)}: image has {d[key].shape[0]} channel(s), the model expects {self.channels}")
+            check_spatial_dims(d[key], self.spatial_dims, source_name(d, key))
             check_finite(d[key], source_name(d, key))
         return d
 

@@ -4,10 +4,10 @@ import json
 import pathlib
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from monai.transforms import Compose, LoadImaged
+from monai.transforms import Compose
 from tqdm import tqdm
 
-from medseg_dropclass.data.transforms import DatasetError, VerifyImaged, VerifyPaird
+from medseg_dropclass.data.transforms import DatasetError, NamedLoadImaged, VerifyImaged, VerifyPaird
 
 __all__ = ["datalist_problems", "verify_datalist", "check_dataset"]
 
@@ -25,13 +25,13 @@ def datalist_problems(
     checked as images alone."""
     pairs = Compose(
         [
-            LoadImaged(keys=["image", "label"], reader=reader, ensure_channel_first=True, image_only=True),
+            NamedLoadImaged(keys=["image", "label"], reader=reader, ensure_channel_first=True, image_only=True),
             VerifyPaird("image", "label", num_classes=num_classes, image_channels=image_channels, ignore_index=ignore_index),
         ],
         map_items=False,
     )
     images = Compose(
-        [LoadImaged(keys="image", reader=reader, ensure_channel_first=True, image_only=True), VerifyImaged("image", image_channels)],
+        [NamedLoadImaged(keys="image", reader=reader, ensure_channel_first=True, image_only=True), VerifyImaged("image", image_channels)],
         map_items=False,
     )
     problems: List[str] = []

@@ -1,14 +1,23 @@
 """MONAI engine glue: the only place that knows ignite and bundles."""
 
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
-from medseg_dropclass.engine.checkpoints import latest_checkpoint
+from medseg_dropclass.engine.checkpoints import (
+    BestModelSaver, CheckpointError, EpochCheckpointSaver, ResumeFromCheckpoint, atomic_save, latest_checkpoint,
+)
 from medseg_dropclass.engine.controller import DropClassController
 from medseg_dropclass.engine.handlers import (
     DropClassTensorBoardHandler, NonFiniteLossError, OverlayImageHandler, SegmentationEvaluation, StopOnNonFiniteLoss, unwrap,
 )
 from medseg_dropclass.engine.optim import OPTIMIZERS, build_optimizer, poly_schedule
+from medseg_dropclass.engine.random_state import TrainingRandomState
 
 __all__ = [
+    "BestModelSaver",
+    "CheckpointError",
+    "EpochCheckpointSaver",
+    "ResumeFromCheckpoint",
+    "TrainingRandomState",
+    "atomic_save",
     "DropClassController",
     "OPTIMIZERS",
     "build_optimizer",
