@@ -3,8 +3,9 @@ uninterrupted one (weights, optimizer state, model.pt, best epoch, files left in
 
     python benchmarks/fault_injection.py --trials 10 --kills-per-trial 3 --max-epochs 20
 
-Each trial chains ``--kills-per-trial`` kills (random moments of the run, and one in three inside a checkpoint
-or model save: half of the temporary file written, or just after the rename) and then lets the run finish.
+Each trial chains ``--kills-per-trial`` kills (a random moment of the run, then alternately a kill inside one of
+the restarted run's first saves -- half of the temporary file written, or just after the rename -- and another
+random moment; ``tests.engine.fault_injection.random_kill_points``) and then lets the run finish.
 Prints one line per trial and the totals: kill points tried, how many hit a running process, how many runs
 ended equal. Same thread count as the reference run (this process's environment); CPU only.
 """

@@ -167,10 +167,14 @@ def run_study(
     bundle: str = BUNDLE,
     extra_overrides: Optional[dict] = None,
     train: bool = True,
+    eval_splits: Optional[Sequence[str]] = None,
+    endpoint_classes: Optional[Sequence[str]] = None,
 ) -> dict:
     """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
 
     ``train=False`` collects the finished runs only (a report of a study in progress; nothing is trained).
+    ``eval_splits``: the labelled splits scored, in-distribution first (default: every labelled split besides
+    ``training``); ``endpoint_classes``: the primary endpoint's classes by name (default: those under 1%).
 
     Resumable: a finished (arm, seed) with the same configuration is reused from its ``result.json``;
     an interrupted one continues from its last epoch checkpoint (the bundle's resume handler); the
@@ -193,11 +197,15 @@ def run_study(
     info = read_dataset_json(data)
     counts = decathlon_class_counts(info.path)["counts"]
     share = (counts / counts.sum()).tolist()
-    splits = evaluation_splits(info.path)
+    splits = list(eval_splits) if eval_splits else evaluation_splits(info.path)
+    unknown_classes = [name for name in endpoint_classes or [] if name not in info.class_names]
+    if unknown_classes:
+        raise ValueError(f"endpoint class(es) {unknown_classes} not in {info.class_names}")
     val_interval = max(1, max_epochs // 10)
     results: dict = {
         "bundle": pathlib.Path(bundle).name, "dataset_dir": str(data), "class_names": info.class_names, "class_share": share,
         "splits": splits, "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds),
+        "overrides": dict(extra_overrides or {}), "endpoint_classes": list(endpoint_classes or []),
     }
     for arm in arms:
         spec = ARMS[arm]
@@ -297,14 +305,30 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dataset-dir", default=None, help="a Decathlon-format dataset (default: the 2D phantoms)")
     parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs of a study in progress; train nothing")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="bundle config overrides for every arm (VALUE as JSON where it parses), e.g. split_scheme=shift")
+    parser.add_argument("--eval-splits", nargs="+", default=None, help="labelled splits to score, in-distribution first (default: all)")
+    parser.add_argument("--endpoint-classes", nargs="+", default=None, help="the primary endpoint's classes (default: those under 1%%)")
     args = parser.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
     if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         parser.error("--seeds and --max-epochs must be >= 1")
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
-    results = run_study(args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle, train=not args.report_only)
+    results = run_study(
+        args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
+        train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
+    )
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)

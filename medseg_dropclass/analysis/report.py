@@ -46,8 +46,21 @@ def _value(value) -> float:
 
 
 def rare_classes(results: dict) -> List[int]:
-    """Foreground classes with a training share below 1% (the frequency bins' "rare")."""
+    """The endpoint's classes: ``results["endpoint_classes"]`` (names, chosen before the runs) where the study
+    names them, else the foreground classes with a training share below 1% (the frequency bins' "rare")."""
+    if results.get("endpoint_classes"):
+        return [results["class_names"].index(name) for name in results["endpoint_classes"]]
     return [k for k, share in enumerate(results["class_share"]) if k > 0 and 0 < share < RARE]
+
+
+def rare_classes_text(results: dict) -> str:
+    """How the endpoint's classes were chosen, in words."""
+    names = results["class_names"]
+    chosen = ", ".join(names[k] for k in rare_classes(results)) or "none"
+    if results.get("endpoint_classes"):
+        shares = ", ".join(f"{names[k]} {100 * results['class_share'][k]:.2f}%" for k in rare_classes(results))
+        return f"Endpoint classes (named by the study before the runs; training shares {shares})"
+    return f"Rare classes (training share < {100 * RARE:.0f}%): {chosen}"
 
 
 def shifted_split(results: dict) -> Optional[str]:
@@ -156,7 +169,10 @@ def plain_summary(results: dict) -> List[str]:
     rare = rare_classes(results)
     test, shifted = results["splits"][0], shifted_split(results)
     seeds = min(len(finished_seeds(results, a)) for a in results["arms"] if results["arms"][a]["seeds"])
-    lines = [f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"]
+    if results.get("endpoint_classes"):
+        lines = [f"**{rare_classes_text(results)}**, mean Dice:"]
+    else:
+        lines = [f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"]
     for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
         own = _rare_mean(seed_mean(case_matrix(results, arm, test)), rare)
         text = f"- `{arm}`: {own:.2f} in distribution"
@@ -205,10 +221,10 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
     rare_names = ", ".join(names[k] for k in rare) or "none"
     lines += ["", "## Primary endpoint", ""]
     lines.append(
-        f"Rare classes (training share < {100 * RARE:.0f}%): {rare_names}. Endpoint, stated before the runs: the mean rare-class "
+        f"{rare_classes_text(results)}. Endpoint, stated before the runs: the mean rare-class "
         f"Dice in distribution (`{splits[0]}`) minus under the context shift (`{shifted}`), per arm, and its difference "
         "from the compared arm's (negative: the arm loses less under the shift). p: bootstrap, Holm-adjusted over the arms."
-        if shifted else f"Rare classes: {rare_names}. No shifted split in this dataset: the endpoint is the rare-class Dice on `{splits[0]}`."
+        if shifted else f"{rare_classes_text(results)}. No shifted split in this study: the endpoint is their mean Dice on `{splits[0]}`."
     )
     lines += ["", "| arm | rare Dice in distribution | rare Dice shifted | drop | drop minus compared arm's | p (Holm) |", "|---|---:|---:|---:|---:|---:|"]
     primaries = {}

@@ -31,6 +31,7 @@ from monai.transforms import (
     RandSpatialCropd,
     SaveImaged,
     ScaleIntensityRanged,
+    SqueezeDimd,
     Spacingd,
     SpatialPadd,
 )
@@ -114,6 +115,10 @@ class DecathlonPreprocessing(Preprocessing):
         num_crops: crops per loaded case (training).
         reader: ``"ITKReader"``, ``"NibabelReader"`` or ``None`` (MONAI picks by file suffix).
         ignore_index: a label value allowed besides the classes (``None``: none).
+        orientation: reorient to RAS; ``False`` keeps the stored axes (e.g. cine MR stacks, whose oblique
+            affines could move the slice axis).
+        train_on_slices: 3D volumes, 2D training: ``crop_size`` ends with 1 and the training crops lose that
+            axis (``(C, H, W)``); flips are in-plane. Evaluation and inference stay 3D (a ``SliceInferer``).
     """
 
     suffixes = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -130,8 +135,12 @@ class DecathlonPreprocessing(Preprocessing):
         num_crops: int = 1,
         reader: Optional[str] = None,
         ignore_index: Optional[int] = None,
+        orientation: bool = True,
+        train_on_slices: bool = False,
     ) -> None:
         super().__init__()
+        if train_on_slices and (spatial_dims != 3 or crop_size is None or int(crop_size[-1]) != 1):
+            raise ValueError(f"train_on_slices needs 3D volumes and a crop_size ending with 1, got spatial_dims={spatial_dims}, crop_size={crop_size}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims={spatial_dims}: the Decathlon pipeline handles 2D and 3D images")
         for name, value in (("pixdim", pixdim), ("crop_size", crop_size)):
@@ -145,6 +154,7 @@ class DecathlonPreprocessing(Preprocessing):
         self.crop_size = tuple(crop_size) if crop_size is not None else None
         self.foreground_share = float(foreground_share)
         self.num_crops, self.reader, self.ignore_index = num_crops, reader, ignore_index
+        self.orientation, self.train_on_slices = orientation, train_on_slices
 
     def build(self, stage: str) -> List[MapTransform]:
         if stage == "label":
@@ -161,7 +171,8 @@ class DecathlonPreprocessing(Preprocessing):
                     spatial_dims=self.spatial_dims,
                 )
             )
-        steps.append(Orientationd(keys=moved, axcodes="RAS"[: self.spatial_dims], labels=AXIS_LABELS))
+        if self.orientation:
+            steps.append(Orientationd(keys=moved, axcodes="RAS"[: self.spatial_dims], labels=AXIS_LABELS))
         if self.pixdim is not None:
             steps.append(Spacingd(keys=moved, pixdim=self.pixdim, mode=("bilinear", "nearest")[: len(moved)]))
         if self.intensity == "zscore":
@@ -181,7 +192,10 @@ class DecathlonPreprocessing(Preprocessing):
                     )
                 )
                 steps.append(DeleteItemsd(keys="label_class_indices"))
-            steps += [RandFlipd(keys=moved, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
+            in_plane = self.spatial_dims - 1 if self.train_on_slices else self.spatial_dims
+            steps += [RandFlipd(keys=moved, prob=0.5, spatial_axis=axis) for axis in range(in_plane)]
+            if self.train_on_slices:
+                steps.append(SqueezeDimd(keys=moved, dim=self.spatial_dims))  # (C, H, W, 1) -> (C, H, W)
         steps.append(EnsureTyped(keys=loaded, track_meta=stage != "train"))
         return steps
 

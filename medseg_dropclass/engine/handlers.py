@@ -111,6 +111,8 @@ class SegmentationEvaluation(Metric):
         include_background: count class 0 in the mean.
         class_share: share of each class in the training pixels (for the frequency bins).
         summary_path: where to write the ``summary.json`` (nnU-Net's layout) at every completion.
+        case_groups: ``{group: text}``: the summary's ``"groups"`` also holds the means over the cases whose
+            reference file name contains ``text`` (e.g. ACDC's ``{"ED": "_ED.", "ES": "_ES."}``).
         output_transform: engine output -> ``(predictions, labels)``; per case ``(1, *spatial)`` class maps
             or ``(K, *spatial)`` scores, and ``(1, *spatial)`` labels (with the label file in their meta).
     """
@@ -123,6 +125,7 @@ class SegmentationEvaluation(Metric):
         include_background: bool = False,
         class_share: Optional[Sequence[float]] = None,
         summary_path: Optional[str] = None,
+        case_groups: Optional[Dict[str, str]] = None,
         output_transform: Callable = lambda output: output,
     ) -> None:
         self.num_classes = int(num_classes)
@@ -133,6 +136,7 @@ class SegmentationEvaluation(Metric):
         self.include_background = include_background
         self.class_share = list(class_share) if class_share is not None else None
         self.summary_path = summary_path
+        self.case_groups = dict(case_groups or {})
         self.summary: Optional[dict] = None
         super().__init__(output_transform=output_transform)
 
@@ -159,7 +163,16 @@ class SegmentationEvaluation(Metric):
         return sorted((case for part in gathered for case in part), key=lambda case: case["reference"])
 
     def compute(self) -> float:
-        self.summary = summarize_cases(self._all_cases(), self.class_names, self.class_share, self.include_background)
+        cases = self._all_cases()
+        self.summary = summarize_cases(cases, self.class_names, self.class_share, self.include_background)
+        groups = {}
+        for group, text in self.case_groups.items():
+            members = [case for case in cases if text in pathlib.Path(case["reference"]).name]
+            if members:
+                part = summarize_cases(members, self.class_names, self.class_share, self.include_background)
+                groups[group] = {"cases": len(members), "mean": part["mean"], "foreground_mean": part["foreground_mean"]}
+        if groups:
+            self.summary["groups"] = groups
         value = self.summary["foreground_mean"]["Dice"]
         return 0.0 if math.isnan(value) else value  # nothing to score at all: worst, never "best"
 
@@ -170,6 +183,10 @@ class SegmentationEvaluation(Metric):
         for class_name in self.class_names:
             engine.state.metrics[f"dice/{class_name}"] = summary["mean"][class_name]["Dice"]
             engine.state.metrics[f"iou/{class_name}"] = summary["mean"][class_name]["IoU"]
+        for group, part in summary.get("groups", {}).items():
+            engine.state.metrics[f"{group}/mean_dice"] = part["foreground_mean"]["Dice"]
+            for class_name in self.class_names:
+                engine.state.metrics[f"{group}/dice/{class_name}"] = part["mean"][class_name]["Dice"]
         if self.summary_path is not None and (not dist.is_initialized() or dist.get_rank() == 0):
             path = pathlib.Path(self.summary_path)
             path.parent.mkdir(parents=True, exist_ok=True)

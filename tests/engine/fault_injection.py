@@ -139,16 +139,17 @@ def run_with_kills(command: Sequence[str], kills: Sequence[KillPoint]) -> List[s
 
 
 def random_kill_points(count: int, duration: float, saves: int, seed: int = 0) -> List[KillPoint]:
-    """``count`` kill points: delays spread over ``(0.1, 1.0) x duration`` and, one in three, a kill inside a
-    checkpoint save (half written, or just renamed) of the ``1..saves`` saves."""
+    """``count`` chained kill points: the first after a delay in ``(0.3, 1.0) x duration`` (start-up is the first
+    third or so), then alternately a kill inside one of the next run's first saves (half of the file written,
+    or just renamed: a resumed run has fewer saves left) and a delay in ``(0.3, 0.8) x duration``."""
     generator = random.Random(seed)
-    points = []
-    for index in range(count):
-        if index % 3 == 2:
-            points.append(KillPoint(save=generator.randint(1, saves), mode=generator.choice(["during", "after_rename"])))
+    points = [KillPoint(delay=generator.uniform(0.3, 1.0) * duration)]
+    for index in range(1, count):
+        if index % 2:
+            points.append(KillPoint(save=generator.randint(1, min(3, saves)), mode=generator.choice(["during", "after_rename"])))
         else:
-            points.append(KillPoint(delay=generator.uniform(0.1, 1.0) * duration))
-    return points
+            points.append(KillPoint(delay=generator.uniform(0.3, 0.8) * duration))
+    return points[:count]
 
 
 def timed(command: Sequence[str]) -> float:
