@@ -19,7 +19,7 @@ from tests.data.conftest import shared_fixture, write_decathlon
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
-NAMES = ["phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass"]
+NAMES = ["phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass", "acdc_dropclass"]
 SCHEMA = SHARED / "monai" / "meta_schema_20240725.json"
 # CPU-sized networks for the bundles whose defaults are GPU-sized
 SMALL = {
@@ -446,3 +446,35 @@ def test_phantoms_are_generated_only_at_the_default_place_or_when_asked(tmp_path
     assert dataset_info(dataset_dir=str(tmp_path / "typo")) == str(tmp_path / "typo") and len(calls) == 1  # elsewhere: not
     assert dataset_info(dataset_dir=str(tmp_path / "new"), generate_phantoms=True) == str(tmp_path / "new")
     assert calls[-1] == (str(tmp_path / "new"), 3)  # asked for
+
+
+def test_acdc_bundle_trains_on_slices_and_scores_whole_volumes_with_ed_and_es_apart(tmp_path):
+    """Tiny synthetic h5 copy -> converter -> 2D training on slices -> per-volume evaluation (SliceInferer) of the
+    RV-shift test split, ED and ES reported apart and together -> inference writes a volume of the input's shape."""
+    import json
+
+    from medseg_dropclass.data.acdc import h5_cases, write_acdc_decathlon
+    from tests.data.test_acdc import h5_copy
+
+    data = tmp_path / "acdc"
+    write_acdc_decathlon(h5_cases(h5_copy(tmp_path / "h5")), data, "h5 (test)")
+    common = {"dataset_dir": str(data), "output_dir": str(tmp_path / "run"), "crop_size": [16, 16], "batch_size": 2}
+    train_run("acdc_dropclass", data, tmp_path / "run", max_epochs=1, val_interval=1, **{k: v for k, v in common.items() if k not in ("dataset_dir", "output_dir")})
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint_epoch=1.pt"
+    assert checkpoint.is_file() and (tmp_path / "run" / "checkpoints" / "model.pt").is_file()
+    run_bundle("acdc_dropclass", "evaluate", **common, ckpt_path=str(checkpoint), eval_split="test_shift", eval_dir=str(tmp_path / "e"))
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    names = sorted(pathlib.Path(case["reference"]).name for case in summary["metric_per_case"])
+    assert names == [f"acdc_patient{p:03d}_{phase}.nii.gz" for p in (81, 86) for phase in ("ED", "ES")]  # whole volumes, RV group
+    assert summary["groups"]["ED"]["cases"] == 2 and summary["groups"]["ES"]["cases"] == 2
+    for group in ("ED", "ES"):  # each group's mean is the mean over its own cases
+        own = [c for c in summary["metric_per_case"] if f"_{group}." in c["reference"]]
+        values = [c["metrics"]["left_ventricle"]["Dice"] for c in own if c["metrics"]["left_ventricle"]["Dice"] is not None]
+        assert summary["groups"][group]["mean"]["left_ventricle"]["Dice"] == pytest.approx(np.mean(values))
+    metrics = (tmp_path / "e" / "metrics.csv").read_text()
+    assert "ED/mean_dice" in metrics and "ES/dice/right_ventricle" in metrics
+
+    run_bundle("acdc_dropclass", "inference", **{**common, "output_dir": str(tmp_path / "p")}, input=str(data / "imagesTr"), ckpt_path=str(checkpoint))
+    source = nib.load(str(data / "imagesTr" / "acdc_patient081_ES.nii.gz"))
+    predicted = nib.load(str(tmp_path / "p" / "acdc_patient081_ES_seg.nii.gz"))
+    assert predicted.shape == source.shape == (24, 20, 3) and np.allclose(predicted.affine, source.affine)
