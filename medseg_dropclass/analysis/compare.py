@@ -289,7 +289,10 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
         split = results["splits"][-1]
         items = parser.get_parsed_content("val_datalist") if split == "validation" else parser.get_parsed_content("datalist")(split)
         sample = parser.get_parsed_content("preprocessing").transforms("inference")({"image": items[0]["image"]})
-        written.append(save_gradcam_overlays(network, sample["image"].as_tensor(), names, str(out / f"gradcam_{arm}.png")))
+        image = sample["image"].as_tensor()
+        if image.ndim - 1 > int(parser.get_parsed_content("network_def#spatial_dims")):  # a 2D network on a volume: its middle slice
+            image = image[..., image.shape[-1] // 2]
+        written.append(save_gradcam_overlays(network, image, names, str(out / f"gradcam_{arm}.png")))
     return written
 
 
