@@ -141,8 +141,15 @@ def fused_dropclass_train(
 
     Returns:
         ``logits (B, K, N)``, ``dropped_logits (B, K, N)``, ``mean (C,)`` and biased ``var (C,)``
-        of ``W x`` (for the running statistics; not differentiable).
+        of ``W x`` (for the running statistics; not differentiable). Under ``torch.autocast`` every input
+        is cast to float32 and the outputs are float32.
     """
     if x.device.type != "cpu":
         chunk = max(int(x.shape[2]), 1)
+    if torch.is_autocast_enabled(x.device.type):
+        # mixed precision: the statistics (a Gram matrix over every pixel) and both heads in float32, as
+        # torch.amp.custom_fwd(cast_inputs=torch.float32) would; the casts carry the gradients back
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            tensors = [t.float() for t in (x, weight, gamma, beta, cls_weight, cls_bias)]
+            return _FusedDropClassTrain.apply(*tensors, eps, chunk)
     return _FusedDropClassTrain.apply(x, weight, gamma, beta, cls_weight, cls_bias, eps, chunk)

@@ -236,3 +236,56 @@ def test_detach_dropped_class_keeps_values_and_blocks_only_the_row_of_z(norm):
     detached.zero_grad()
     detached(x, drop_class=drop_class).logits.pow(2).sum().backward()  # the main branch still trains w_z
     assert detached.classifier.weight.grad.reshape(4, 6)[drop_class].abs().sum() > 0
+
+
+def test_the_train_head_runs_under_bfloat16_autocast_in_float32_inside():
+    """AMP: the fused train path (batch norm) was an autograd function without autocast handling and raised
+    'self and mat2 must have the same dtype' under torch.autocast. Inside, everything is float32: with a
+    bfloat16 feature map the outputs equal the float32 head's on the same (bfloat16-rounded) features, and the
+    gradients reach the bfloat16 input."""
+    import copy
+
+    torch.manual_seed(0)
+    head = DropClassHead(2, 16, 5).train()
+    reference = copy.deepcopy(head)
+    features = torch.randn(2, 16, 12, 12).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(features, drop_class=2)
+    assert out.logits.dtype == out.dropped_logits.dtype == torch.float32
+    rounded = features.detach().float().requires_grad_()
+    expected = reference(rounded, drop_class=2)
+    torch.testing.assert_close(out.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.dropped_logits, expected.dropped_logits, rtol=1e-5, atol=1e-5)
+    (out.logits.square().mean() + out.dropped_logits.square().mean()).backward()
+    (expected.logits.square().mean() + expected.dropped_logits.square().mean()).backward()
+    assert features.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(features.grad.float(), rounded.grad, rtol=2e-2, atol=1e-4)  # bfloat16 rounding of the gradient
+    torch.testing.assert_close(head.classifier.weight.grad, reference.classifier.weight.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(head.projection.norm.running_var, reference.projection.norm.running_var)
+
+
+def test_a_training_step_of_a_network_under_autocast_matches_float32_within_bfloat16_tolerance():
+    from medseg_dropclass import DropClassLoss, build_network
+
+    torch.manual_seed(0)
+    network = build_network("unet", spatial_dims=2, in_channels=1, num_classes=4, dropclass=True, feature_channels=8,
+                            channels=(8, 16), strides=(2,), norm="batch").train()
+    image, label = torch.randn(2, 1, 32, 32), torch.randint(0, 4, (2, 1, 32, 32))
+    loss = DropClassLoss(torch.nn.CrossEntropyLoss(ignore_index=255), alpha=1.0)
+    values = {}
+    for name, enabled in (("float32", False), ("bfloat16", True)):
+        torch.manual_seed(1)
+        net = copy_of(network)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            value = loss(net(image, drop_class=1), label[:, 0], progress=0.5)
+        value.backward()
+        values[name] = (float(value), net)
+    assert abs(values["bfloat16"][0] - values["float32"][0]) < 0.02 * abs(values["float32"][0])
+    grads = [p.grad for p in values["bfloat16"][1].parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def copy_of(module):
+    import copy
+
+    return copy.deepcopy(module)
