@@ -121,6 +121,6 @@ def test_the_wheel_carries_the_bundles_and_finds_them_installed(tmp_path):
     assert listing.returncode == 0, listing.stderr[-2000:]
     for line in listing.stdout.splitlines():
         assert str(target) in line, line  # every bundle and the base from the installed copy, not the checkout
-    assert len(listing.stdout.splitlines()) == 7  # six bundles and the base
+    assert len(listing.stdout.splitlines()) == 8  # seven bundles and the base
     help_text = subprocess.run([sys.executable, "-m", "medseg_dropclass", "demo", "--help"], capture_output=True, text=True, cwd=outside, env=env, timeout=120)
     assert help_text.returncode == 0 and "--max-epochs" in help_text.stdout

@@ -29,6 +29,7 @@ from monai.transforms import (
     Orientationd,
     RandFlipd,
     RandSpatialCropd,
+    RandZoomd,
     SaveImaged,
     ScaleIntensityRanged,
     SqueezeDimd,
@@ -234,6 +235,10 @@ class NaturalImagePreprocessing(Preprocessing):
             become ``ignore_index``.
         ignore_index: label value left out of losses and metrics.
         mean, std: per-channel normalisation of ``[0, 1]`` intensities (ImageNet's by default).
+        scale_range: ``(low, high)``: training images and labels are first rescaled by a random factor in that
+            range (bilinear / nearest), the usual random-scale augmentation of street scenes.
+        foreground_share: ``None``: random crops (the paper); a share: that share of the crops centred on a
+            class other than 0 drawn uniformly among those present (:class:`RandBalancedCropd`).
     """
 
     suffixes = (".png", ".jpg", ".jpeg")
@@ -246,8 +251,16 @@ class NaturalImagePreprocessing(Preprocessing):
         ignore_index: int = 255,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        scale_range: Optional[Sequence[float]] = None,
+        foreground_share: Optional[float] = None,
     ) -> None:
         super().__init__()
+        if scale_range is not None and (len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]):
+            raise ValueError(f"scale_range={scale_range!r}: expected (low, high) with 0 < low <= high")
+        if foreground_share is not None and crop_size is None:
+            raise ValueError("foreground_share needs a crop_size (it chooses where the crops are centred)")
+        self.scale_range = tuple(scale_range) if scale_range is not None else None
+        self.foreground_share = foreground_share
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.crop_size = tuple(crop_size) if crop_size is not None else None
         self.label_mapping, self.mean, self.std = label_mapping, tuple(mean), tuple(std)
@@ -272,12 +285,25 @@ class NaturalImagePreprocessing(Preprocessing):
             NormalizeIntensityd(keys="image", subtrahend=self.mean, divisor=self.std, channel_wise=True),
         ]
         if stage == "train":
+            if self.scale_range is not None:
+                low, high = self.scale_range
+                steps.append(RandZoomd(keys=keys, prob=1.0, min_zoom=low, max_zoom=high, mode=("bilinear", "nearest"), keep_size=False))
             if self.crop_size is not None:
                 steps += [
                     SpatialPadd(keys="image", spatial_size=self.crop_size, value=0.0),
                     SpatialPadd(keys="label", spatial_size=self.crop_size, value=self.ignore_index),
-                    RandSpatialCropd(keys=keys, roi_size=self.crop_size, random_size=False),
                 ]
+                if self.foreground_share is None:
+                    steps.append(RandSpatialCropd(keys=keys, roi_size=self.crop_size, random_size=False))
+                else:
+                    steps += [
+                        ClassesToIndicesd(keys="label", num_classes=self.num_classes, indices_postfix="_class_indices"),
+                        RandBalancedCropd(
+                            keys=keys, label_key="label", spatial_size=self.crop_size, num_classes=self.num_classes,
+                            indices_key="label_class_indices", foreground_share=self.foreground_share,
+                        ),
+                        DeleteItemsd(keys="label_class_indices"),
+                    ]
             steps.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=1))
         steps.append(EnsureTyped(keys=keys, track_meta=stage != "train"))
         return steps

@@ -19,7 +19,7 @@ from tests.data.conftest import shared_fixture, write_decathlon
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
-NAMES = ["phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass", "acdc_dropclass"]
+NAMES = ["phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass", "acdc_dropclass", "camvid_dropclass"]
 SCHEMA = SHARED / "monai" / "meta_schema_20240725.json"
 # CPU-sized networks for the bundles whose defaults are GPU-sized
 SMALL = {
@@ -29,6 +29,10 @@ SMALL = {
         "network_def#decoder_channels": 16, "crop_size": [64, 128], "batch_size": 1,
     },
     "voc_dropclass": {"network_def#preset": "tiny", "crop_size": [64, 64], "batch_size": 2},
+    "camvid_dropclass": {
+        "network_def#width": 0.125, "network_def#aspp_channels": 16, "network_def#decoder_channels": 16,
+        "preprocessing#crop_size": [16, 16], "batch_size": 2,
+    },
 }
 
 
@@ -478,3 +482,30 @@ def test_acdc_bundle_trains_on_slices_and_scores_whole_volumes_with_ed_and_es_ap
     source = nib.load(str(data / "imagesTr" / "acdc_patient081_ES.nii.gz"))
     predicted = nib.load(str(tmp_path / "p" / "acdc_patient081_ES_seg.nii.gz"))
     assert predicted.shape == source.shape == (24, 20, 3) and np.allclose(predicted.affine, source.affine)
+
+
+def test_camvid_bundle_trains_evaluates_and_segments_on_synthetic_segnet_files(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from tests.data.test_camvid import write_camvid
+
+    root = write_camvid(tmp_path / "CamVid")
+    small = SMALL["camvid_dropclass"]
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "run"), **small}
+    run_bundle("camvid_dropclass", "train", **common, max_epochs=1, val_interval=1,
+               **{"preprocessing#scale_range": [0.8, 1.2], "preprocessing#foreground_share": 0.5})
+    checkpoint = tmp_path / "run" / "checkpoints" / "model.pt"
+    assert checkpoint.is_file()
+    run_bundle("camvid_dropclass", "evaluate", **common, ckpt_path=str(checkpoint), eval_split="test", eval_dir=str(tmp_path / "e"))
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == 2 and list(summary["mean"]) == [
+        "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+    case = summary["metric_per_case"][0]["metrics"]
+    assert case["Road"]["n_ref"] > 0 and case["Pedestrian"]["n_ref"] == 0  # void (11) pixels counted nowhere
+    assert sum(m["n_ref"] for m in case.values()) == 24 * 32 - 6
+    run_bundle("camvid_dropclass", "inference", **{**common, "output_dir": str(tmp_path / "p")}, input=str(root / "test"),
+               ckpt_path=str(checkpoint))
+    written = sorted((tmp_path / "p").glob("*_seg.png"))
+    assert len(written) == 2 and Image.open(written[0]).size == (32, 24)
