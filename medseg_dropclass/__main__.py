@@ -12,6 +12,8 @@ commands:
   configs     print the --config_file list of a bundle config for `python -m monai.bundle ...`
   bundles     list the shipped bundles and where they are
   check-data  check a Decathlon dataset's files and report every problem:  check-data DATASET_DIR
+  export      a bundle's network as ONNX, a torch.export program or TorchScript, parity-checked:
+              export --bundle BUNDLE --format onnx|exported-program|torchscript [--ckpt FILE] [--output FILE]
 """
 
 
@@ -114,6 +116,12 @@ def _compare(argv: List[str]) -> None:
     compare_main(argv)
 
 
+def _export(argv: List[str]) -> None:
+    from medseg_dropclass.export import export_main
+
+    export_main(argv)
+
+
 COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "demo": _demo,
     "compare": _compare,
@@ -121,6 +129,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "configs": configs_main,
     "bundles": bundles_main,
     "check-data": check_data_main,
+    "export": _export,
 }
 
 

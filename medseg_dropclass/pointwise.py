@@ -17,13 +17,18 @@ __all__ = ["pointwise_conv", "projection_then_classifier"]
 INFERENCE_CHUNK = 16384
 
 
+@torch.jit.unused
+def _exporting() -> bool:
+    return bool(torch.compiler.is_exporting() or torch.compiler.is_compiling())
+
+
 def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``conv1x1(x)`` for ``x`` of shape ``(B, C, *spatial)`` and ``weight`` ``(K, C, 1, ...)`` or ``(K, C)``.
 
     Returns ``(B, K, *spatial)``, contiguous.
     """
     batch, channels = x.shape[0], x.shape[1]
-    spatial: List[int] = [int(s) for s in x.shape[2:]]
+    spatial: List[int] = list(x.shape[2:])  # not int(s): a tracer (torch.export) keeps the sizes symbolic
     # bmm over an expanded weight: torch.matmul broadcasting a 2D weight copies the input in backward
     matrix = weight.reshape(weight.shape[0], channels)
     out = torch.bmm(matrix.expand(batch, matrix.shape[0], channels), x.reshape(batch, channels, -1))
@@ -53,12 +58,15 @@ def projection_then_classifier(
         needed the products run unchunked.
     """
     needs_grad = x.requires_grad or projection_weight.requires_grad or classifier_weight.requires_grad
-    if torch.is_grad_enabled() and needs_grad:
+    exporting = False
+    if not torch.jit.is_scripting():
+        exporting = _exporting()  # torch.export / ONNX: a chunk loop over a symbolic pixel count cannot be traced
+    if (torch.is_grad_enabled() and needs_grad) or exporting:
         # differentiable (e.g. Grad-CAM through the eval path): out= products cannot record autograd
         hidden = torch.relu(pointwise_conv(x, projection_weight, projection_bias))
         return pointwise_conv(hidden, classifier_weight, classifier_bias)
     batch, channels = x.shape[0], x.shape[1]
-    spatial: List[int] = [int(s) for s in x.shape[2:]]
+    spatial: List[int] = list(x.shape[2:])  # not int(s): a tracer (torch.export) keeps the sizes symbolic
     flat = x.reshape(batch, channels, -1)
     pixels = flat.shape[2]
     # pixel-major products ((n, C) @ (C, C')) run faster in MKL than channel-major ones here
