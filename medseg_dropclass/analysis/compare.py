@@ -332,6 +332,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
         train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
     )
+    if not any(entry["seeds"] for entry in results["arms"].values()):
+        print(f"error: no finished run of {', '.join(args.arms)} under {args.output_dir} yet: nothing to report", file=sys.stderr)
+        sys.exit(1)
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)
