@@ -12,6 +12,8 @@ commands:
   configs     print the --config_file list of a bundle config for `python -m monai.bundle ...`
   bundles     list the shipped bundles and where they are
   check-data  check a Decathlon dataset's files and report every problem:  check-data DATASET_DIR
+  predict     segment images with a bundle's model, case by case (a failing case is reported, the others run):
+              predict --bundle BUNDLE --input PATH --output DIR [--ckpt FILE] [--backend torch|onnxruntime --model FILE.onnx]
   export      a bundle's network as ONNX, a torch.export program or TorchScript, parity-checked:
               export --bundle BUNDLE --format onnx|exported-program|torchscript [--ckpt FILE] [--output FILE]
 """
@@ -116,6 +118,12 @@ def _compare(argv: List[str]) -> None:
     compare_main(argv)
 
 
+def _predict(argv: List[str]) -> None:
+    from medseg_dropclass.predict import predict_main
+
+    predict_main(argv)
+
+
 def _export(argv: List[str]) -> None:
     from medseg_dropclass.export import export_main
 
@@ -130,6 +138,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "bundles": bundles_main,
     "check-data": check_data_main,
     "export": _export,
+    "predict": _predict,
 }
 
 
