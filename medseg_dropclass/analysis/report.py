@@ -28,8 +28,20 @@ def finished_seeds(results: dict, *arms: str) -> List[int]:
     return [s for s in results["seeds"] if all(str(s) in results["arms"][a]["seeds"] or s in results["arms"][a]["seeds"] for a in arms)]
 
 
-def case_matrix(results: dict, arm: str, split: str, metric: str = "Dice", seeds: Optional[Sequence[int]] = None) -> np.ndarray:
-    """``(S, N, K)`` per-case values of one arm on one split for ``seeds`` (default: the arm's finished seeds; NaN: no value)."""
+def case_groups(results: dict, split: str) -> Dict[str, str]:
+    """``{group: text}`` of the evaluation's case groups on ``split`` (e.g. ACDC's ED/ES), from a finished run."""
+    for entry in results["arms"].values():
+        for run in entry["seeds"].values():
+            groups = run["summaries"][split].get("groups", {})
+            return {name: part.get("match", f"_{name}.") for name, part in groups.items()}
+    return {}
+
+
+def case_matrix(
+    results: dict, arm: str, split: str, metric: str = "Dice", seeds: Optional[Sequence[int]] = None, group: Optional[str] = None
+) -> np.ndarray:
+    """``(S, N, K)`` per-case values of one arm on one split for ``seeds`` (default: the arm's finished seeds; NaN: no
+    value); ``group``: only the cases whose reference file name contains that text (see :func:`case_groups`)."""
     names = results["class_names"]
     rows = []
     for seed in finished_seeds(results, arm) if seeds is None else seeds:
@@ -37,6 +49,8 @@ def case_matrix(results: dict, arm: str, split: str, metric: str = "Dice", seeds
         if entry is None:
             raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
         cases = entry["summaries"][split]["metric_per_case"]
+        if group is not None:
+            cases = [case for case in cases if group in pathlib.Path(case["reference"]).name]
         rows.append([[_value(case["metrics"][n][metric]) for n in names] for case in cases])
     return np.asarray(rows, dtype=np.float64)
 
@@ -258,6 +272,19 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
                 values = [v for v in values if v is not None and not math.isnan(v)]
                 cells.append(f"{np.mean(values):.3f}" if values else "n/a")
             lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
+
+        groups = case_groups(results, split)
+        if groups:
+            lines += ["", f"### `{split}` by case group (mean over seeds [95% interval])", ""]
+            lines.append("| class | group | " + " | ".join(arms) + " |")
+            lines.append("|---|---|" + "---:|" * len(arms))
+            for group, text in groups.items():
+                per_group = {
+                    arm: hierarchical_bootstrap({"s": case_matrix(results, arm, split, group=text)}, lambda v: seed_mean(v["s"]), n_resamples)
+                    for arm in arms
+                }
+                for k, name in enumerate(names[1:], 1):
+                    lines.append(f"| {name} | {group} | " + " | ".join(_interval(per_group[a], k) for a in arms) + " |")
 
     differences: Dict[Tuple[str, str], BootstrapResult] = {}
     compared_arms = [a for a in arms if reference_arm(results, a) != a]

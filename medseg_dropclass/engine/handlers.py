@@ -170,7 +170,7 @@ class SegmentationEvaluation(Metric):
             members = [case for case in cases if text in pathlib.Path(case["reference"]).name]
             if members:
                 part = summarize_cases(members, self.class_names, self.class_share, self.include_background)
-                groups[group] = {"cases": len(members), "mean": part["mean"], "foreground_mean": part["foreground_mean"]}
+                groups[group] = {"cases": len(members), "match": text, "mean": part["mean"], "foreground_mean": part["foreground_mean"]}
         if groups:
             self.summary["groups"] = groups
         value = self.summary["foreground_mean"]["Dice"]

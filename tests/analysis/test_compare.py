@@ -153,3 +153,18 @@ def test_report_of_a_study_in_progress_pairs_the_finished_seeds(tmp_path):
     assert collapse_events(results, "dropclass") == (0, 3, [])
     report = write_report(results, str(tmp_path), n_resamples=100).read_text()
     assert "| dropclass | dropclass | 1x | 3 | baseline |" in report and "| baseline | baseline | 1x | 5 | - |" in report
+
+
+def test_case_groups_select_the_cases_by_file_name():
+    from medseg_dropclass.analysis.report import case_groups, case_matrix
+
+    def case(name, dice):
+        return {"reference": f"/d/labelsTr/{name}.nii.gz", "metrics": {"bg": {"Dice": 1.0}, "rv": {"Dice": dice}}}
+
+    summary = {"metric_per_case": [case("acdc_patient001_ED", 0.9), case("acdc_patient001_ES", 0.5), case("acdc_patient002_ED", 0.7)],
+               "groups": {"ED": {"match": "_ED.", "cases": 2}, "ES": {"cases": 1}}}
+    results = {"class_names": ["bg", "rv"], "seeds": [0], "arms": {"a": {"seeds": {"0": {"summaries": {"test": summary}}}}}}
+    assert case_groups(results, "test") == {"ED": "_ED.", "ES": "_ES."}  # "match" stored, or the phase's default
+    assert case_matrix(results, "a", "test", group="_ED.")[0, :, 1].tolist() == [0.9, 0.7]
+    assert case_matrix(results, "a", "test", group="_ES.")[0, :, 1].tolist() == [0.5]
+    assert case_matrix(results, "a", "test").shape == (1, 3, 2)
