@@ -12,6 +12,7 @@ which needs none of the training code.
 
 import pathlib
 import sys
+import tempfile
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -33,12 +34,23 @@ class OnnxNetwork(torch.nn.Module):
         return torch.from_numpy(np.asarray(self.run(x.detach().cpu().float().numpy()))).to(x.device)
 
 
-def _inputs(source: str, suffixes) -> List[Dict[str, str]]:
+def _inputs(source: str, suffixes, scratch: str, series_uid: Optional[str], modality: Optional[str]) -> List[Dict[str, str]]:
+    """The input images; a folder holding a DICOM series becomes one volume (written to ``scratch`` as
+    ``<folder name>.nii.gz``, geometry kept) after :func:`~medseg_dropclass.data.dicom.dicom_series_volume`'s checks."""
     from medseg_dropclass.data import image_datalist
+    from medseg_dropclass.data.dicom import dicom_series_volume, is_dicom_folder
 
     path = pathlib.Path(source)
     if path.is_file() and path.name.lower().endswith(tuple(suffixes)):
         return [{"image": str(path.resolve())}]
+    if path.is_dir() and not any(f.name.lower().endswith(tuple(suffixes)) for f in path.iterdir()) and is_dicom_folder(source):
+        import SimpleITK as sitk
+
+        volume, uid = dicom_series_volume(source, series_uid, modality)
+        target = pathlib.Path(scratch) / f"{path.resolve().name}.nii.gz"
+        sitk.WriteImage(volume, str(target))
+        print(f"{source}: DICOM series {uid}, {volume.GetSize()} voxels of {tuple(round(v, 3) for v in volume.GetSpacing())} mm")
+        return [{"image": str(target)}]
     return image_datalist(source, suffixes=suffixes)
 
 
@@ -51,6 +63,7 @@ def predict(
     model: Optional[str] = None,
     overwrite: bool = False,
     progress: bool = True,
+    series_uid: Optional[str] = None,
 ) -> Dict[str, object]:
     """Segment every image of ``source`` (a file, a folder or a JSON datalist) into ``output_dir``.
 
@@ -61,11 +74,7 @@ def predict(
         FileExistsError: an output would replace an input or an existing file (without ``overwrite``).
     """
     from monai.bundle import ConfigParser
-    from monai.data import MetaTensor
-    from tqdm import tqdm
 
-    from medseg_dropclass.data import plan_output_names
-    from medseg_dropclass.data.transforms import find_dataset_error
     from medseg_dropclass.engine.bundles import config_files, find_bundle
 
     if backend not in ("torch", "onnxruntime"):
@@ -89,7 +98,22 @@ def predict(
         network, device = OnnxNetwork(model), torch.device("cpu")
     network.eval()
     preprocessing = parser.get_parsed_content("preprocessing")
-    items = _inputs(source, preprocessing.suffixes)
+    trained_on = str(parser.get("_meta_#network_data_format#inputs#image#modality", "")).upper()
+    scratch = tempfile.TemporaryDirectory(prefix="predict_")
+    try:
+        items = _inputs(source, preprocessing.suffixes, scratch.name, series_uid, trained_on if trained_on in ("CT", "MR") else None)
+        return _predict_items(items, preprocessing, parser, network, device, output_dir, overwrite, progress)
+    finally:
+        scratch.cleanup()
+
+
+def _predict_items(items, preprocessing, parser, network, device, output_dir, overwrite, progress) -> Dict[str, object]:
+    from monai.data import MetaTensor
+    from tqdm import tqdm
+
+    from medseg_dropclass.data import plan_output_names
+    from medseg_dropclass.data.transforms import find_dataset_error
+
     names = plan_output_names(items, str(output_dir), preprocessing.output_extension, "seg", overwrite)
     transforms = preprocessing.transforms("inference")
     postprocessing = preprocessing.postprocessing("inference", str(output_dir), names)
@@ -119,7 +143,8 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
-    parser.add_argument("--input", required=True, help="an image file, a folder of images or a JSON datalist")
+    parser.add_argument("--input", required=True, help="an image file, a folder of images, a folder holding a DICOM series, or a JSON datalist")
+    parser.add_argument("--series-uid", default=None, help="the DICOM series to segment when the folder holds several")
     parser.add_argument("--output", required=True, help="the output folder")
     parser.add_argument("--ckpt", default=None, help="the checkpoint (torch backend; default: the bundle's models/model.pt)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
@@ -127,8 +152,8 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (an input is never replaced)")
     args = parser.parse_args(argv)
     try:
-        result = predict(args.bundle, args.input, args.output, args.ckpt, args.backend, args.model, args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        result = predict(args.bundle, args.input, args.output, args.ckpt, args.backend, args.model, args.overwrite, series_uid=args.series_uid)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:  # DatasetError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     total = len(result["written"]) + len(result["failed"])

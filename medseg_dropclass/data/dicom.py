@@ -1,0 +1,90 @@
+"""DICOM series in: pick a series in a folder, check its geometry, read it as one volume (SimpleITK / GDCM).
+
+What a PACS export hands over is a folder of slices, sometimes of several series, sometimes with a slice
+missing. :func:`dicom_series_volume` refuses what would silently give a wrong volume, naming the folder or
+the file: no DICOM at all, several series without a chosen UID, slices of different orientation or pixel
+spacing, a gap in the slice positions, a modality the model was not trained on.
+"""
+
+import pathlib
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from medseg_dropclass.data.transforms import DatasetError
+
+__all__ = ["is_dicom_folder", "dicom_series_files", "dicom_series_volume"]
+
+TAGS = {"position": "0020|0032", "orientation": "0020|0037", "spacing": "0028|0030", "modality": "0008|0060"}
+
+
+def is_dicom_folder(folder: str) -> bool:
+    """Whether GDCM finds a DICOM series in ``folder``."""
+    import SimpleITK as sitk
+
+    path = pathlib.Path(folder)
+    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def dicom_series_files(folder: str, series_uid: Optional[str] = None) -> Tuple[str, List[str]]:
+    """``(series UID, slice files in order)`` of the series in ``folder`` (the only one, or ``series_uid``)."""
+    import SimpleITK as sitk
+
+    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not uids:
+        raise DatasetError(f"{folder}: no DICOM series (no readable DICOM file in the folder)")
+    if series_uid is None:
+        if len(uids) > 1:
+            raise DatasetError(f"{folder}: {len(uids)} DICOM series ({', '.join(uids)}); choose one with --series-uid")
+        series_uid = uids[0]
+    elif series_uid not in uids:
+        raise DatasetError(f"{folder}: no series {series_uid}; series present: {', '.join(uids)}")
+    return series_uid, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def _numbers(value: str) -> np.ndarray:
+    return np.asarray([float(v) for v in value.replace(" ", "").split("\\") if v], dtype=np.float64)
+
+
+def dicom_series_volume(folder: str, series_uid: Optional[str] = None, modality: Optional[str] = None):
+    """The chosen series of ``folder`` as one SimpleITK image (origin, spacing and direction from the slices).
+
+    Raises:
+        DatasetError: no series, several without ``series_uid``, slices of another orientation or pixel spacing,
+            a gap in the slice positions (a missing slice), or a ``Modality`` other than ``modality``.
+    """
+    import SimpleITK as sitk
+
+    uid, files = dicom_series_files(folder, series_uid)
+    headers = []
+    for file in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(file)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            raise DatasetError(f"{file}: cannot be read as DICOM ({error})") from error
+        headers.append({key: reader.GetMetaData(tag) if reader.HasMetaDataKey(tag) else "" for key, tag in TAGS.items()})
+    first = headers[0]
+    if modality is not None and first["modality"].strip() and first["modality"].strip().upper() != modality.upper():
+        raise DatasetError(f"{files[0]}: modality {first['modality'].strip()}; the model was trained on {modality}")
+    for file, header in zip(files[1:], headers[1:]):
+        for key in ("orientation", "spacing"):
+            if header[key] and first[key] and not np.allclose(_numbers(header[key]), _numbers(first[key]), atol=1e-4):
+                raise DatasetError(f"{file}: {key} {header[key]} differs from {files[0]}'s {first[key]} (one series, one geometry)")
+    if len(files) > 2 and all(h["position"] and h["orientation"] for h in headers):
+        row, column = _numbers(first["orientation"])[:3], _numbers(first["orientation"])[3:]
+        normal = np.cross(row, column)
+        positions = np.asarray([_numbers(h["position"]) @ normal for h in headers])
+        order = np.argsort(positions)
+        steps = np.diff(positions[order])
+        typical = float(np.median(steps))
+        if typical <= 0 or np.any(steps < 0.5 * typical) or np.any(steps > 1.5 * typical):
+            worst = int(np.argmax(np.abs(steps - typical)))
+            raise DatasetError(
+                f"{folder}: slice positions are not evenly spaced (a missing or duplicate slice?): {steps[worst]:.2f} mm between "
+                f"{pathlib.Path(files[order[worst]]).name} and {pathlib.Path(files[order[worst + 1]]).name}, typically {typical:.2f} mm"
+            )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute(), uid

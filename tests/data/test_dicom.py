@@ -1,0 +1,102 @@
+"""DICOM series in: a CT-like volume written as a DICOM series (SimpleITK/GDCM) reads back with its geometry; bad
+folders (no DICOM, two series, a missing slice, mixed orientation, another modality) give errors naming them; predict
+segments a series folder into a label volume of the series' size and geometry."""
+
+import pathlib
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume
+from medseg_dropclass.data.transforms import DatasetError
+
+
+def write_series(folder: pathlib.Path, size=(40, 36, 8), spacing=(0.8, 0.8, 2.5), uid="1.2.826.0.1.3680043.2.1125.1",
+                 modality="CT", seed=0, orientation=None) -> sitk.Image:
+    rng = np.random.default_rng(seed)
+    array = (rng.normal(0, 30, size[::-1]) + 40).astype(np.int16)  # (z, y, x) HU-like
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-12.0, 30.5, 100.0))
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    direction = image.GetDirection()
+    for z in range(size[2]):
+        piece = image[:, :, z]
+        tags = {
+            "0008|0060": modality, "0020|000d": uid + ".0", "0020|000e": uid, "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+            "0008|0018": f"{uid}.{z + 1}", "0020|0013": str(z + 1),
+            "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z)))),
+            "0020|0037": orientation(z) if orientation else "\\".join(map(str, direction[0:7:3] + direction[1:8:3])),
+            "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]),
+        }
+        for tag, value in tags.items():
+            piece.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice_{z:03d}.dcm"))
+        writer.Execute(piece)
+    return image
+
+
+def test_a_series_reads_back_with_its_geometry(tmp_path):
+    written = write_series(tmp_path / "ct")
+    volume, uid = dicom_series_volume(str(tmp_path / "ct"), modality="CT")
+    assert uid == "1.2.826.0.1.3680043.2.1125.1" and volume.GetSize() == (40, 36, 8)
+    np.testing.assert_allclose(volume.GetSpacing(), (0.8, 0.8, 2.5), atol=1e-4)
+    np.testing.assert_allclose(volume.GetOrigin(), written.GetOrigin(), atol=1e-3)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(volume), sitk.GetArrayFromImage(written))
+
+
+def test_bad_series_folders_are_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="empty: no DICOM series"):
+        dicom_series_files(str(tmp_path / "empty"))
+
+    write_series(tmp_path / "two", uid="1.2.3.4")
+    write_series(tmp_path / "two_b", uid="1.2.3.5", seed=1)
+    for file in (tmp_path / "two_b").iterdir():
+        file.rename(tmp_path / "two" / f"b_{file.name}")
+    with pytest.raises(DatasetError, match=r"two: 2 DICOM series \(1.2.3.4, 1.2.3.5\); choose one with --series-uid"):
+        dicom_series_files(str(tmp_path / "two"))
+    assert dicom_series_files(str(tmp_path / "two"), "1.2.3.5")[0] == "1.2.3.5"
+    with pytest.raises(DatasetError, match="no series 9.9"):
+        dicom_series_files(str(tmp_path / "two"), "9.9")
+
+    write_series(tmp_path / "gap")
+    (tmp_path / "gap" / "slice_004.dcm").unlink()
+    with pytest.raises(DatasetError, match=r"gap: slice positions are not evenly spaced .*5.00 mm between slice_003.dcm and slice_005.dcm, typically 2.50 mm"):
+        dicom_series_volume(str(tmp_path / "gap"))
+
+    write_series(tmp_path / "tilted", orientation=lambda z: "1\\0\\0\\0\\0.8\\0.6" if z == 5 else "1\\0\\0\\0\\1\\0")
+    with pytest.raises(DatasetError, match=r"slice_005.dcm: orientation .* differs from"):
+        dicom_series_volume(str(tmp_path / "tilted"))
+
+    write_series(tmp_path / "mr", modality="MR")
+    with pytest.raises(DatasetError, match="slice_000.dcm: modality MR; the model was trained on CT"):
+        dicom_series_volume(str(tmp_path / "mr"), modality="CT")
+
+
+def test_predict_segments_a_series_folder_with_its_geometry(tmp_path):
+    import nibabel as nib
+    import torch
+    from monai.bundle import ConfigParser
+
+    from medseg_dropclass.engine.bundles import bundles_dir, config_files
+    from medseg_dropclass.predict import predict
+
+    written = write_series(tmp_path / "series_a", size=(48, 40, 16), spacing=(1.0, 1.0, 2.5))
+    root = bundles_dir() / "phantom3d_dropclass"
+    parser = ConfigParser()
+    parser.read_config(config_files(root, "inference"))
+    parser.read_meta(str(root / "configs" / "metadata.json"))
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "m.pt")
+    result = predict("phantom3d_dropclass", str(tmp_path / "series_a"), str(tmp_path / "out"), ckpt=str(tmp_path / "m.pt"), progress=False)
+    assert not result["failed"] and result["written"] == [str(tmp_path / "out" / "series_a_seg.nii.gz")]
+    labels = nib.load(result["written"][0])
+    assert labels.shape == (48, 40, 16)
+    # the label volume sits where the series does: its first voxel at the series origin (NIfTI is RAS, DICOM LPS)
+    origin = labels.affine[:3, 3] * np.array([-1, -1, 1])
+    np.testing.assert_allclose(origin, written.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(labels.affine[:3, :3], axis=0), (1.0, 1.0, 2.5), atol=1e-4)
