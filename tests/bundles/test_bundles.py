@@ -55,7 +55,7 @@ def test_every_bundle_has_the_monai_layout_and_overlays_the_one_base():
         str(BUNDLES / "_base" / "configs" / "base.yaml"), str(BUNDLES / "phantom2d_dropclass" / "configs" / "train.yaml"),
         str(BUNDLES / "_base" / "configs" / "evaluate.yaml"),
     ]
-    with pytest.raises(FileNotFoundError, match=r"bundle 'nope' is neither a shipped bundle \(cityscapes_dropclass, "):
+    with pytest.raises(FileNotFoundError, match=r"bundle 'nope' is neither a shipped bundle \(acdc_dropclass, camvid_dropclass, cityscapes_dropclass, "):
         config_files("nope")
 
 
