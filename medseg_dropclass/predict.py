@@ -38,7 +38,7 @@ def _inputs(source: str, suffixes, scratch: str, series_uid: Optional[str], moda
     """The input images; a folder holding a DICOM series becomes one volume (written to ``scratch`` as
     ``<folder name>.nii.gz``, geometry kept) after :func:`~medseg_dropclass.data.dicom.dicom_series_volume`'s checks."""
     from medseg_dropclass.data import image_datalist
-    from medseg_dropclass.data.dicom import dicom_series_volume, is_dicom_folder
+    from medseg_dropclass.data.dicom import dicom_series_volume, is_dicom_folder, keep_locale
 
     path = pathlib.Path(source)
     if path.is_file() and path.name.lower().endswith(tuple(suffixes)):
@@ -48,7 +48,8 @@ def _inputs(source: str, suffixes, scratch: str, series_uid: Optional[str], moda
 
         volume, uid = dicom_series_volume(source, series_uid, modality)
         target = pathlib.Path(scratch) / f"{path.resolve().name}.nii.gz"
-        sitk.WriteImage(volume, str(target))
+        with keep_locale():
+            sitk.WriteImage(volume, str(target))
         print(f"{source}: DICOM series {uid}, {volume.GetSize()} voxels of {tuple(round(v, 3) for v in volume.GetSpacing())} mm")
         return [{"image": str(target)}]
     return image_datalist(source, suffixes=suffixes)

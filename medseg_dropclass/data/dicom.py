@@ -6,16 +6,29 @@ the file: no DICOM at all, several series without a chosen UID, slices of differ
 spacing, a gap in the slice positions, a modality the model was not trained on.
 """
 
+import contextlib
+import locale
 import pathlib
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from medseg_dropclass.data.transforms import DatasetError
 
-__all__ = ["is_dicom_folder", "dicom_series_files", "dicom_series_volume"]
+__all__ = ["is_dicom_folder", "dicom_series_files", "dicom_series_volume", "keep_locale"]
 
 TAGS = {"position": "0020|0032", "orientation": "0020|0037", "spacing": "0028|0030", "modality": "0008|0060"}
+
+
+@contextlib.contextmanager
+def keep_locale() -> Iterator[None]:
+    """Restore the process's locale after GDCM, which sets the C locale for good when it reads or writes DICOM
+    (text decoding in the rest of the process then falls back to ASCII)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def is_dicom_folder(folder: str) -> bool:
@@ -23,14 +36,16 @@ def is_dicom_folder(folder: str) -> bool:
     import SimpleITK as sitk
 
     path = pathlib.Path(folder)
-    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    with keep_locale():
+        return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
 
 def dicom_series_files(folder: str, series_uid: Optional[str] = None) -> Tuple[str, List[str]]:
     """``(series UID, slice files in order)`` of the series in ``folder`` (the only one, or ``series_uid``)."""
     import SimpleITK as sitk
 
-    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    with keep_locale():
+        uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not uids:
         raise DatasetError(f"{folder}: no DICOM series (no readable DICOM file in the folder)")
     if series_uid is None:
@@ -39,7 +54,8 @@ def dicom_series_files(folder: str, series_uid: Optional[str] = None) -> Tuple[s
         series_uid = uids[0]
     elif series_uid not in uids:
         raise DatasetError(f"{folder}: no series {series_uid}; series present: {', '.join(uids)}")
-    return series_uid, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    with keep_locale():
+        return series_uid, list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
 
 
 def _numbers(value: str) -> np.ndarray:
@@ -53,6 +69,13 @@ def dicom_series_volume(folder: str, series_uid: Optional[str] = None, modality:
         DatasetError: no series, several without ``series_uid``, slices of another orientation or pixel spacing,
             a gap in the slice positions (a missing slice), or a ``Modality`` other than ``modality``.
     """
+    import SimpleITK as sitk
+
+    with keep_locale():
+        return _read_series(folder, series_uid, modality)
+
+
+def _read_series(folder: str, series_uid: Optional[str], modality: Optional[str]):
     import SimpleITK as sitk
 
     uid, files = dicom_series_files(folder, series_uid)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume
+from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume, keep_locale
 from medseg_dropclass.data.transforms import DatasetError
 
 
@@ -20,6 +20,12 @@ def write_series(folder: pathlib.Path, size=(40, 36, 8), spacing=(0.8, 0.8, 2.5)
     image.SetSpacing(spacing)
     image.SetOrigin((-12.0, 30.5, 100.0))
     folder.mkdir(parents=True, exist_ok=True)
+    with keep_locale():  # GDCM sets the C locale for the whole process
+        _write_slices(image, folder, size, spacing, uid, modality, orientation)
+    return image
+
+
+def _write_slices(image, folder, size, spacing, uid, modality, orientation):
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     direction = image.GetDirection()
@@ -36,7 +42,15 @@ def write_series(folder: pathlib.Path, size=(40, 36, 8), spacing=(0.8, 0.8, 2.5)
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{z:03d}.dcm"))
         writer.Execute(piece)
-    return image
+
+
+def test_reading_a_series_leaves_the_process_locale_alone(tmp_path):
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    write_series(tmp_path / "ct")
+    dicom_series_volume(str(tmp_path / "ct"))
+    assert locale.setlocale(locale.LC_ALL) == before  # GDCM alone switches to "C": subprocess text then decodes as ASCII
 
 
 def test_a_series_reads_back_with_its_geometry(tmp_path):
