@@ -145,9 +145,7 @@ def export_main(argv: Optional[List[str]] = None) -> None:
     import argparse
     import sys
 
-    from monai.bundle import ConfigParser
-
-    from medseg_dropclass.engine.bundles import config_files, find_bundle
+    from medseg_dropclass.engine.bundles import find_bundle, inference_parser, load_weights
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
@@ -160,13 +158,8 @@ def export_main(argv: Optional[List[str]] = None) -> None:
     if not checkpoint.is_file():
         print(f"error: {checkpoint}: no such checkpoint (train the bundle or pass --ckpt)", file=sys.stderr)
         sys.exit(1)
-    config = ConfigParser()
-    config.read_config(config_files(root, "inference"))
-    config.read_meta(str(root / "configs" / "metadata.json"))
-    config.update({"device": "$torch.device('cpu')"})
-    network = config.get_parsed_content("network_def")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    network.load_state_dict(state.get("network", state) if isinstance(state, dict) and "network" in state else state)
+    config = inference_parser(root, device="$torch.device('cpu')")
+    network = load_weights(config.get_parsed_content("network_def"), checkpoint)
     meta = config.get("_meta_#network_data_format#inputs#image")
     shape = (1, int(meta["num_channels"]), *[int(s) for s in meta["spatial_shape"]])
     output = pathlib.Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[args.format])

@@ -74,25 +74,18 @@ def predict(
         FileNotFoundError: no checkpoint / model file, or no input image.
         FileExistsError: an output would replace an input or an existing file (without ``overwrite``).
     """
-    from monai.bundle import ConfigParser
-
-    from medseg_dropclass.engine.bundles import config_files, find_bundle
+    from medseg_dropclass.engine.bundles import find_bundle, inference_parser, load_weights
 
     if backend not in ("torch", "onnxruntime"):
         raise ValueError(f"backend {backend!r}: use 'torch' or 'onnxruntime'")
     root = find_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(config_files(root, "inference"))
-    parser.read_meta(str(root / "configs" / "metadata.json"))
-    parser.update({"output_dir": str(output_dir), "input": str(source)})
+    parser = inference_parser(root, output_dir=str(output_dir), input=str(source))
     device = parser.get_parsed_content("device")
     if backend == "torch":
         checkpoint = pathlib.Path(ckpt) if ckpt else root / "models" / "model.pt"
         if not checkpoint.is_file():
             raise FileNotFoundError(f"{checkpoint}: no such checkpoint (train the bundle, or pass --ckpt)")
-        network = parser.get_parsed_content("network_def").to(device)
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        network.load_state_dict(state["network"] if "network" in state and isinstance(state["network"], dict) else state)
+        network = load_weights(parser.get_parsed_content("network_def").to(device), checkpoint, device)
     else:
         if model is None or not pathlib.Path(model).is_file():
             raise FileNotFoundError(f"{model}: no such ONNX model (export one with `python -m medseg_dropclass export --format onnx`)")

@@ -12,7 +12,7 @@ import importlib.resources
 import pathlib
 from typing import Any, Dict, List, Sequence, Union
 
-__all__ = ["BASE", "CONFIGS", "bundles_dir", "available_bundles", "find_bundle", "config_files", "run_bundle"]
+__all__ = ["BASE", "CONFIGS", "bundles_dir", "available_bundles", "find_bundle", "config_files", "run_bundle", "inference_parser", "load_weights"]
 
 BASE = "_base"
 # config name -> base files merged after the base and bundle train configs (in order)
@@ -84,3 +84,26 @@ def run_bundle(bundle: Union[str, pathlib.Path], *configs: str, **overrides: Any
         logging_file=str(bundles_dir() / BASE / "configs" / "logging.conf"),
         **overrides,
     )
+
+
+def inference_parser(bundle: Union[str, pathlib.Path], **overrides: Any) -> Any:
+    """A ``ConfigParser`` of a bundle's inference configs with its ``metadata.json`` (the model's contract) and ``overrides``."""
+    from monai.bundle import ConfigParser
+
+    root = find_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(config_files(root, "inference"))
+    parser.read_meta(str(root / "configs" / "metadata.json"))
+    if overrides:
+        parser.update(overrides)
+    return parser
+
+
+def load_weights(network: Any, checkpoint: Union[str, pathlib.Path], map_location: Any = "cpu") -> Any:
+    """Load ``checkpoint`` into ``network``: a ``model.pt`` (the network's state dict) or an epoch checkpoint
+    (its ``"network"`` entry). Returns the network."""
+    import torch
+
+    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    network.load_state_dict(state["network"] if isinstance(state.get("network"), dict) else state)
+    return network
