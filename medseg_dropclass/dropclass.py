@@ -22,7 +22,7 @@ from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from medseg_dropclass.fused import fused_dropclass_train
+from medseg_dropclass.fused import fused_dropclass_train, fused_is_faster_on
 from medseg_dropclass.pointwise import pointwise_conv, projection_then_classifier
 from medseg_dropclass.validation import check_num_classes
 
@@ -98,6 +98,10 @@ class DropClassHead(nn.Module):
             neither the dropped loss nor the suppression of ``z`` reaches the shared classifier's row
             of ``z`` (only the features and the other rows learn from them). Tests whether pushing
             ``w_z`` down is what collapses a class.
+        fused: the train path with batch norm: ``True`` the fused chunked function
+            (:mod:`medseg_dropclass.fused`), ``False`` plain autograd, ``None`` (default) fused only on the
+            devices where it was measured faster (:data:`~medseg_dropclass.fused.FUSED_DEVICE_TYPES`: CPU).
+            Both give the same values and gradients to float rounding.
 
     Forward:
         ``x``: ``(B, C, *spatial)``. In eval mode returns the logits ``(B, K, *spatial)`` as a plain
@@ -111,6 +115,7 @@ class DropClassHead(nn.Module):
     """
 
     __constants__ = ["fold_norm", "use_projection_at_inference", "spatial_dims", "in_channels", "num_classes", "detach_dropped_class"]
+    fused: Optional[bool]
 
     def __init__(
         self,
@@ -120,9 +125,11 @@ class DropClassHead(nn.Module):
         norm: Union[str, tuple] = "batch",
         inference_path: str = "projection",
         detach_dropped_class: bool = False,
+        fused: Optional[bool] = None,
     ) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
+        self.fused = fused
         check_num_classes(num_classes, "DropClass")
         if in_channels < 1:
             raise ValueError(f"in_channels={in_channels} must be >= 1")
@@ -158,7 +165,7 @@ class DropClassHead(nn.Module):
             raise ValueError(f"drop_class={drop_class} is outside 0..{self.num_classes - 1} (num_classes={self.num_classes})")
         scale = kept_class_scale(class_importance(self.classifier.weight), drop_class)
         detach = self.detach_dropped_class and drop_class is not None
-        if self.fold_norm and not detach and not torch.jit.is_scripting():
+        if self.fold_norm and not detach and not torch.jit.is_scripting() and self.use_fused(x):
             return self.fused_train_forward(x, scale, drop_class)
         logits = self.classify(x)
         projected = self.project(x, scale)
@@ -167,6 +174,11 @@ class DropClassHead(nn.Module):
         else:
             dropped_logits = self.classify(projected)
         return DropClassOutput(logits, dropped_logits, drop_class)
+
+    @torch.jit.unused
+    def use_fused(self, x: torch.Tensor) -> bool:
+        """Whether this train step takes the fused path (``fused``, or by ``x``'s device when ``fused`` is None)."""
+        return fused_is_faster_on(x.device) if self.fused is None else bool(self.fused)
 
     @torch.jit.unused
     def fused_train_forward(self, x: torch.Tensor, scale: torch.Tensor, drop_class: Optional[int]) -> DropClassOutput:

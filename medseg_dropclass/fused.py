@@ -23,10 +23,20 @@ from typing import Any, Tuple
 
 import torch
 
-__all__ = ["fused_dropclass_train", "TRAIN_CHUNK"]
+__all__ = ["fused_dropclass_train", "fused_is_faster_on", "FUSED_DEVICE_TYPES", "TRAIN_CHUNK"]
 
 # Pixels per chunk on CPU: a (32, 16384) float chunk is 2 MiB.
 TRAIN_CHUNK = 16384
+
+# Where the fused path was measured faster than plain autograd (benchmarks/step_overhead.py). It was tuned for
+# CPU caches and loops over the batch in Python; on a GPU the plain path's large kernels are the better default
+# until a GPU measurement says otherwise.
+FUSED_DEVICE_TYPES = ("cpu",)
+
+
+def fused_is_faster_on(device: torch.device) -> bool:
+    """Whether the head takes the fused train path on ``device`` by default (``DropClassHead(fused=None)``)."""
+    return torch.device(device).type in FUSED_DEVICE_TYPES
 
 
 def _chunks(batch: int, pixels: int, chunk: int):

@@ -158,7 +158,7 @@ def test_fused_and_unfused_training_paths_have_equal_gradients(spatial_dims):
     fused = make_head(spatial_dims).train()
     unfused = make_head(spatial_dims).train()
     unfused.load_state_dict(fused.state_dict())
-    unfused.fold_norm = False  # the plain autograd path
+    unfused.fused = False  # the plain autograd path
     x = features(spatial_dims)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     out1, out2 = fused(x1, drop_class=1), unfused(x2, drop_class=1)
@@ -289,3 +289,23 @@ def copy_of(module):
     import copy
 
     return copy.deepcopy(module)
+
+
+def test_the_fused_path_is_the_default_only_where_it_was_measured_faster(monkeypatch):
+    from medseg_dropclass.fused import fused_is_faster_on
+
+    assert fused_is_faster_on(torch.device("cpu")) and not fused_is_faster_on(torch.device("cuda", 0))
+    calls = []
+
+    def fused_train_forward(self, x, scale, drop_class):
+        calls.append(self.fused)
+        return DropClassOutput(x, x, drop_class)
+
+    monkeypatch.setattr(DropClassHead, "fused_train_forward", fused_train_forward)
+    x = features(2)
+    for fused, expected in ((None, [None]), (True, [True]), (False, [])):
+        calls.clear()
+        head = make_head(2).train()
+        head.fused = fused
+        head(x, drop_class=1)
+        assert calls == expected, fused
