@@ -13,9 +13,12 @@ commands:
   bundles     list the shipped bundles and where they are
   check-data  check a Decathlon dataset's files and report every problem:  check-data DATASET_DIR
   predict     segment images with a bundle's model, case by case (a failing case is reported, the others run):
-              predict --bundle BUNDLE --input PATH --output DIR [--ckpt FILE] [--backend torch|onnxruntime --model FILE.onnx]
+              predict --bundle BUNDLE --input PATH --output DIR [--format nifti|dicom-seg] [--ckpt FILE]
+                      [--backend torch|onnxruntime --model FILE.onnx] [--series-uid UID]
   export      a bundle's network as ONNX, a torch.export program or TorchScript, parity-checked:
               export --bundle BUNDLE --format onnx|exported-program|torchscript [--ckpt FILE] [--output FILE]
+  model-card  write a bundle's docs/model_card.md from measured results:
+              model-card --bundle BUNDLE [--evaluate [--ckpt FILE]] [--study results.json [--study-arms ARM ...]]
 """
 
 
@@ -130,6 +133,12 @@ def _export(argv: List[str]) -> None:
     export_main(argv)
 
 
+def _model_card(argv: List[str]) -> None:
+    from medseg_dropclass.model_card import model_card_main
+
+    model_card_main(argv)
+
+
 COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "demo": _demo,
     "compare": _compare,
@@ -139,6 +148,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "check-data": check_data_main,
     "export": _export,
     "predict": _predict,
+    "model-card": _model_card,
 }
 
 

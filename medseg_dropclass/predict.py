@@ -8,17 +8,22 @@ command ends with a summary and exit code 1. The network is the bundle's checkpo
 which needs none of the training code.
 
     python -m medseg_dropclass predict --bundle phantom2d_dropclass --input scans/ --output predictions/
+    python -m medseg_dropclass predict --bundle phantom3d_dropclass --input dicom_series/ --output out/ --format dicom-seg
 """
 
+import atexit
 import pathlib
+import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["OnnxNetwork", "predict", "predict_main"]
+__all__ = ["OUTPUT_FORMATS", "OnnxNetwork", "PredictionInputs", "predict", "predict_main"]
+
+OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
 class OnnxNetwork(torch.nn.Module):
@@ -34,25 +39,84 @@ class OnnxNetwork(torch.nn.Module):
         return torch.from_numpy(np.asarray(self.run(x.detach().cpu().float().numpy()))).to(x.device)
 
 
-def _inputs(source: str, suffixes, scratch: str, series_uid: Optional[str], modality: Optional[str]) -> List[Dict[str, str]]:
-    """The input images; a folder holding a DICOM series becomes one volume (written to ``scratch`` as
-    ``<folder name>.nii.gz``, geometry kept) after :func:`~medseg_dropclass.data.dicom.dicom_series_volume`'s checks."""
-    from medseg_dropclass.data import image_datalist
-    from medseg_dropclass.data.dicom import dicom_series_volume, is_dicom_folder, keep_locale
+class PredictionInputs:
+    """The cases of one prediction run: ``items`` (``[{"image": path}]``) and, for a DICOM series input, its slices.
 
-    path = pathlib.Path(source)
-    if path.is_file() and path.name.lower().endswith(tuple(suffixes)):
-        return [{"image": str(path.resolve())}]
-    if path.is_dir() and not any(f.name.lower().endswith(tuple(suffixes)) for f in path.iterdir()) and is_dicom_folder(source):
+    A folder holding a DICOM series becomes one volume (``<folder name>.nii.gz`` in a scratch folder, geometry kept,
+    after :func:`~medseg_dropclass.data.dicom.dicom_series_volume`'s checks; a one-slice series given to a 2D model
+    becomes a 2D image); its slice files are kept so that a DICOM SEG can reference them
+    (:meth:`write_dicom_seg`). Used by :func:`predict` and by the bundles' ``inference.yaml``.
+
+    Raises:
+        DatasetError: a DICOM folder that fails the series checks.
+        ValueError: ``output_format="dicom-seg"`` for an input that is not a DICOM series.
+    """
+
+    def __init__(self, source: str, suffixes, series_uid: Optional[str] = None, modality: Optional[str] = None,
+                 spatial_dims: int = 3, output_format: str = "nifti", scratch: Optional[str] = None) -> None:
+        from medseg_dropclass.data import image_datalist
+        from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume, is_dicom_folder, keep_locale
+
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output format {output_format!r}: use one of {', '.join(OUTPUT_FORMATS)}")
+        self.output_format = output_format
+        self.series: Dict[str, Tuple[str, List[str]]] = {}  # converted image -> (series UID, slice files in order)
+        modality = str(modality or "").upper()
+        path = pathlib.Path(source)
+        if path.is_dir() and not any(f.name.lower().endswith(tuple(suffixes)) for f in path.iterdir()) and is_dicom_folder(source):
+            import SimpleITK as sitk
+
+            volume, uid = dicom_series_volume(source, series_uid, modality if modality in ("CT", "MR") else None)
+            if spatial_dims == 2 and volume.GetDimension() == 3 and volume.GetSize()[2] == 1:
+                volume = volume[:, :, 0]  # one slice for a 2D model: a 2D image of the slice's plane
+            if scratch is None:  # lives as long as the process (the bundle's inference config reads the file later)
+                scratch = tempfile.mkdtemp(prefix="predict_")
+                atexit.register(shutil.rmtree, scratch, True)
+            target = pathlib.Path(scratch) / f"{path.resolve().name}.nii.gz"
+            with keep_locale():
+                sitk.WriteImage(volume, str(target))
+            print(f"{source}: DICOM series {uid}, {volume.GetSize()} voxels of {tuple(round(v, 3) for v in volume.GetSpacing())} mm")
+            self.items = [{"image": str(target)}]
+            self.series[str(target)] = (uid, dicom_series_files(source, uid)[1])
+        elif path.is_file() and path.name.lower().endswith(tuple(suffixes)):
+            self.items = [{"image": str(path.resolve())}]
+        else:
+            self.items = image_datalist(source, suffixes=suffixes)
+        if output_format == "dicom-seg" and not self.series:
+            raise ValueError(f"{source}: --format dicom-seg needs a folder holding a DICOM series (a SEG references its source slices)")
+
+    def output_names(self, output_dir: str, extension: str, overwrite: bool = False) -> Dict[str, str]:
+        """:func:`~medseg_dropclass.data.plan_output_names` for the label maps and, with ``dicom-seg``, the SEG files."""
+        from medseg_dropclass.data import plan_output_names
+
+        names = plan_output_names(self.items, str(output_dir), extension, "seg", overwrite)
+        if self.output_format == "dicom-seg":
+            plan_output_names(self.items, str(output_dir), ".dcm", "seg", overwrite)
+        return names
+
+    def write_dicom_seg(self, image: str, label_file: str, output: str, class_names: Sequence[str], algorithm_name: str,
+                        algorithm_version: str) -> str:
+        """The label map ``label_file`` predicted for ``image`` as a DICOM SEG over the series it came from."""
         import SimpleITK as sitk
 
-        volume, uid = dicom_series_volume(source, series_uid, modality)
-        target = pathlib.Path(scratch) / f"{path.resolve().name}.nii.gz"
+        from medseg_dropclass.data.dicom import keep_locale
+        from medseg_dropclass.data.dicom_seg import write_dicom_seg
+
+        _, files = self.series[image]
         with keep_locale():
-            sitk.WriteImage(volume, str(target))
-        print(f"{source}: DICOM series {uid}, {volume.GetSize()} voxels of {tuple(round(v, 3) for v in volume.GetSpacing())} mm")
-        return [{"image": str(target)}]
-    return image_datalist(source, suffixes=suffixes)
+            label = sitk.ReadImage(str(label_file))
+        return write_dicom_seg(label, files, output, class_names, algorithm_name, algorithm_version)
+
+    def write_dicom_segs(self, output_dir: str, names: Dict[str, str], extension: str, class_names: Sequence[str],
+                         algorithm_name: str, algorithm_version: str) -> List[str]:
+        """:meth:`write_dicom_seg` for every DICOM case whose label map is in ``output_dir`` (the inference config's last step)."""
+        written = []
+        for image in self.series:
+            label_file = pathlib.Path(output_dir) / f"{names[image]}_seg{extension}"
+            output = pathlib.Path(output_dir) / f"{names[image]}_seg.dcm"
+            written.append(self.write_dicom_seg(image, str(label_file), str(output), class_names, algorithm_name, algorithm_version))
+            print(f"DICOM SEG: {output}")
+        return written
 
 
 def predict(
@@ -65,21 +129,26 @@ def predict(
     overwrite: bool = False,
     progress: bool = True,
     series_uid: Optional[str] = None,
+    output_format: str = "nifti",
 ) -> Dict[str, object]:
-    """Segment every image of ``source`` (a file, a folder or a JSON datalist) into ``output_dir``.
+    """Segment every image of ``source`` (a file, a folder, a JSON datalist or a folder holding a DICOM series)
+    into ``output_dir``; with ``output_format="dicom-seg"`` a DICOM series also gets ``<name>_seg.dcm``, a DICOM
+    SEG over its slices. The cases, output names, preprocessing and inferer are those of the bundle's ``inference.yaml``.
 
-    Returns ``{"written": [output files], "failed": {input: message}}``.
+    Returns ``{"cases": number of cases, "written": [output files], "failed": {input: message}}``.
 
     Raises:
         FileNotFoundError: no checkpoint / model file, or no input image.
         FileExistsError: an output would replace an input or an existing file (without ``overwrite``).
+        ValueError: an unknown backend or output format, or ``dicom-seg`` for an input that is not a DICOM series.
     """
     from medseg_dropclass.engine.bundles import find_bundle, inference_parser, load_weights
 
     if backend not in ("torch", "onnxruntime"):
         raise ValueError(f"backend {backend!r}: use 'torch' or 'onnxruntime'")
     root = find_bundle(bundle)
-    parser = inference_parser(root, output_dir=str(output_dir), input=str(source))
+    parser = inference_parser(root, output_dir=str(output_dir), input=str(source), overwrite=overwrite, series_uid=series_uid,
+                              output_format=output_format)
     device = parser.get_parsed_content("device")
     if backend == "torch":
         checkpoint = pathlib.Path(ckpt) if ckpt else root / "models" / "model.pt"
@@ -91,31 +160,42 @@ def predict(
             raise FileNotFoundError(f"{model}: no such ONNX model (export one with `python -m medseg_dropclass export --format onnx`)")
         network, device = OnnxNetwork(model), torch.device("cpu")
     network.eval()
-    preprocessing = parser.get_parsed_content("preprocessing")
-    trained_on = str(parser.get("_meta_#network_data_format#inputs#image#modality", "")).upper()
-    scratch = tempfile.TemporaryDirectory(prefix="predict_")
+    return _predict_items(parser, network, device, str(output_dir), progress)
+
+
+def _parsed(parser, key: str):
+    """``parser.get_parsed_content(key)``, raising the error of the input itself (a missing input, an output that
+    exists, a bad DICOM folder) instead of MONAI's "Failed to evaluate" wrapper around it."""
     try:
-        items = _inputs(source, preprocessing.suffixes, scratch.name, series_uid, trained_on if trained_on in ("CT", "MR") else None)
-        return _predict_items(items, preprocessing, parser, network, device, output_dir, overwrite, progress)
-    finally:
-        scratch.cleanup()
+        return parser.get_parsed_content(key)
+    except RuntimeError as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, (FileNotFoundError, FileExistsError, ValueError)):
+            raise cause from None
+        raise
 
 
-def _predict_items(items, preprocessing, parser, network, device, output_dir, overwrite, progress) -> Dict[str, object]:
+def _predict_items(parser, network, device, output_dir: str, progress: bool) -> Dict[str, object]:
     from monai.data import MetaTensor
     from tqdm import tqdm
 
-    from medseg_dropclass.data import plan_output_names
     from medseg_dropclass.data.transforms import find_dataset_error
 
-    names = plan_output_names(items, str(output_dir), preprocessing.output_extension, "seg", overwrite)
+    cases: PredictionInputs = _parsed(parser, "cases")
+    names = _parsed(parser, "output_names")
+    preprocessing = parser.get_parsed_content("preprocessing")
     transforms = preprocessing.transforms("inference")
-    postprocessing = preprocessing.postprocessing("inference", str(output_dir), names)
+    postprocessing = preprocessing.postprocessing("inference", output_dir, names)
     inferer = parser.get_parsed_content("inferer")
+    class_names, algorithm = parser.get_parsed_content("class_names"), (str(parser.get("_meta_#name")), str(parser.get("_meta_#version")))
     written, failed = [], {}
-    for item in tqdm(items, desc="predict", unit="case", disable=not progress):
+    for item in tqdm(cases.items, desc="predict", unit="case", disable=not progress):
         source_file = item["image"]
-        target = pathlib.Path(output_dir) / f"{names[source_file]}_seg{preprocessing.output_extension}"
+        targets = [pathlib.Path(output_dir) / f"{names[source_file]}_seg{preprocessing.output_extension}"]
+        if cases.output_format == "dicom-seg":
+            targets.append(pathlib.Path(output_dir) / f"{names[source_file]}_seg.dcm")
         try:
             data = transforms(dict(item))
             image = data["image"]
@@ -123,13 +203,16 @@ def _predict_items(items, preprocessing, parser, network, device, output_dir, ov
                 logits = inferer(image.unsqueeze(0).to(device), network)[0]
             data["pred"] = MetaTensor(logits.cpu(), meta=image.meta, applied_operations=image.applied_operations)
             postprocessing(data)
-            written.append(str(target))
+            if len(targets) > 1:
+                cases.write_dicom_seg(source_file, str(targets[0]), str(targets[1]), class_names, *algorithm)
+            written.extend(str(t) for t in targets)
         except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
             named = find_dataset_error(error) or error
             failed[source_file] = f"{type(named).__name__}: {named}"
-            if target.exists() and str(target) not in written:
-                target.unlink()  # nothing half-written stays behind
-    return {"written": written, "failed": failed}
+            for target in targets:
+                if target.exists():
+                    target.unlink()  # nothing half-written stays behind (existing outputs were refused before the run)
+    return {"cases": len(cases.items), "written": written, "failed": failed}
 
 
 def predict_main(argv: Optional[List[str]] = None) -> None:
@@ -143,15 +226,17 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--ckpt", default=None, help="the checkpoint (torch backend; default: the bundle's models/model.pt)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--model", default=None, help="the exported ONNX model (onnxruntime backend)")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nifti", dest="output_format",
+                        help="dicom-seg: also a DICOM Segmentation object over the input DICOM series (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (an input is never replaced)")
     args = parser.parse_args(argv)
     try:
-        result = predict(args.bundle, args.input, args.output, args.ckpt, args.backend, args.model, args.overwrite, series_uid=args.series_uid)
+        result = predict(args.bundle, args.input, args.output, args.ckpt, args.backend, args.model, args.overwrite,
+                         series_uid=args.series_uid, output_format=args.output_format)
     except (FileNotFoundError, FileExistsError, ValueError) as error:  # DatasetError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    total = len(result["written"]) + len(result["failed"])
-    print(f"{len(result['written'])} of {total} case(s) written to {args.output}")
+    print(f"{result['cases'] - len(result['failed'])} of {result['cases']} case(s) written to {args.output}")
     if result["failed"]:
         print(f"{len(result['failed'])} case(s) failed (nothing written for them):", file=sys.stderr)
         for source, message in result["failed"].items():

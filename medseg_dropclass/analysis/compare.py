@@ -236,13 +236,21 @@ def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
     if not result.is_file():
         return None
     entry = json.loads(result.read_text())
-    if entry.get("overrides") != json.loads(json.dumps(overrides)):
+    if _portable(entry.get("overrides")) != _portable(json.loads(json.dumps(overrides))):
         raise ValueError(
             f"{result} was produced with other settings ({entry.get('overrides')}); this study asks for {overrides}. "
             "Use another --output-dir, or delete that run to redo it (nothing is overwritten)."
         )
     print(f"[{arm_dir.parent.name} seed {overrides['seed']}] finished earlier: reused", flush=True)
     return entry
+
+
+def _portable(overrides: Optional[dict]) -> Optional[dict]:
+    """Overrides as compared between sittings: the dataset by its folder's name, so that a study's committed
+    ``result.json`` files are reused on another machine or checkout where the same dataset lies elsewhere."""
+    if not overrides or "dataset_dir" not in overrides:
+        return overrides
+    return {**overrides, "dataset_dir": pathlib.Path(str(overrides["dataset_dir"])).name}
 
 
 def _train_and_evaluate(bundle: str, arm: str, seed: int, full: dict, arm_dir: pathlib.Path, splits: List[str], share: List[float]) -> dict:

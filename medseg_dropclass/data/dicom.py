@@ -69,8 +69,6 @@ def dicom_series_volume(folder: str, series_uid: Optional[str] = None, modality:
         DatasetError: no series, several without ``series_uid``, slices of another orientation or pixel spacing,
             a gap in the slice positions (a missing slice), or a ``Modality`` other than ``modality``.
     """
-    import SimpleITK as sitk
-
     with keep_locale():
         return _read_series(folder, series_uid, modality)
 

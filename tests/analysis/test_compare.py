@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -79,6 +80,11 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
     again = run_study(str(tmp_path), arms, [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
     assert capsys.readouterr().out.count("finished earlier: reused") == 2
     assert again["arms"]["baseline"]["seeds"]["0"]["summaries"] == json.loads(json.dumps(results["arms"]["baseline"]["seeds"]["0"]["summaries"]))
+    # ... also where the same dataset lies elsewhere (a study's result.json files committed and reused on another machine)
+    moved = tmp_path / "elsewhere" / phantom2d.name
+    shutil.copytree(phantom2d, moved)
+    run_study(str(tmp_path), arms, [0], 1, dataset_dir=str(moved), extra_overrides={"batch_size": 2})
+    assert capsys.readouterr().out.count("finished earlier: reused") == 2
     # a report of a study in progress: finished runs collected, nothing trained for the arm not run yet
     partial = run_study(str(tmp_path), arms + ["dropclass"], [0], 1, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2}, train=False)
     assert partial["arms"]["dropclass"]["seeds"] == {} and not (tmp_path / "dropclass" / "seed0").exists()

@@ -13,9 +13,11 @@ from medseg_dropclass.data.transforms import DatasetError
 
 
 def write_series(folder: pathlib.Path, size=(40, 36, 8), spacing=(0.8, 0.8, 2.5), uid="1.2.826.0.1.3680043.2.1125.1",
-                 modality="CT", seed=0, orientation=None) -> sitk.Image:
-    rng = np.random.default_rng(seed)
-    array = (rng.normal(0, 30, size[::-1]) + 40).astype(np.int16)  # (z, y, x) HU-like
+                 modality="CT", seed=0, orientation=None, array=None) -> sitk.Image:
+    """A CT-like series, one file a slice (noise, or ``array``: (z, y, x) int16, its shape then gives ``size``)."""
+    if array is None:
+        array = (np.random.default_rng(seed).normal(0, 30, size[::-1]) + 40).astype(np.int16)  # (z, y, x) HU-like
+    size = array.shape[::-1]
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     image.SetOrigin((-12.0, 30.5, 100.0))
@@ -37,6 +39,8 @@ def _write_slices(image, folder, size, spacing, uid, modality, orientation):
             "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z)))),
             "0020|0037": orientation(z) if orientation else "\\".join(map(str, direction[0:7:3] + direction[1:8:3])),
             "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]),
+            "0020|0052": uid + ".9", "0010|0010": "Phantom^Test", "0010|0020": "TEST001", "0008|0020": "20261201",
+            "0020|0011": "3",
         }
         for tag, value in tags.items():
             piece.SetMetaData(tag, value)
