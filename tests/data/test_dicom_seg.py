@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume
 from medseg_dropclass.data.dicom_seg import label_frames, read_dicom_seg, write_dicom_seg
 from medseg_dropclass.data.transforms import DatasetError
-from medseg_dropclass.engine.bundles import inference_parser, run_bundle
+from medseg_dropclass.engine.bundles import inference_parser
 from medseg_dropclass.predict import predict
 
 from tests.data.test_dicom import write_series
@@ -108,8 +108,9 @@ def test_predict_writes_a_seg_equal_to_its_nifti_prediction_and_the_config_agree
     assert seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == metadata.get("_meta_#version")
     assert [s.SegmentLabel for s in seg.SegmentSequence] == metadata.get_parsed_content("class_names")[1:]
 
-    run_bundle("phantom3d_dropclass", "inference", input=str(tmp_path / "series_a"), output_dir=str(tmp_path / "config"),
-               output_format="dicom-seg")
+    done = subprocess.run([sys.executable, "-m", "medseg_dropclass", "run", "phantom3d_dropclass", "inference", "--input", str(tmp_path / "series_a"),
+                           "--output_dir", str(tmp_path / "config"), "--output_format", "dicom-seg"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_array_equal(read_dicom_seg(str(tmp_path / "config" / "series_a_seg.dcm"), files), from_seg)
     (tmp_path / "config" / "series_a_seg.nii.gz").unlink()
     with pytest.raises(FileExistsError, match="series_a_seg.dcm"):  # an existing SEG is never replaced silently
