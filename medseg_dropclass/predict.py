@@ -55,7 +55,7 @@ class PredictionInputs:
     def __init__(self, source: str, suffixes, series_uid: Optional[str] = None, modality: Optional[str] = None,
                  spatial_dims: int = 3, output_format: str = "nifti", scratch: Optional[str] = None) -> None:
         from medseg_dropclass.data import image_datalist
-        from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume, is_dicom_folder, keep_locale
+        from medseg_dropclass.data.dicom import is_dicom_folder, keep_locale, read_dicom_series
 
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output format {output_format!r}: use one of {', '.join(OUTPUT_FORMATS)}")
@@ -66,7 +66,7 @@ class PredictionInputs:
         if path.is_dir() and not any(f.name.lower().endswith(tuple(suffixes)) for f in path.iterdir()) and is_dicom_folder(source):
             import SimpleITK as sitk
 
-            volume, uid = dicom_series_volume(source, series_uid, modality if modality in ("CT", "MR") else None)
+            volume, uid, files = read_dicom_series(source, series_uid, modality if modality in ("CT", "MR") else None)
             if spatial_dims == 2 and volume.GetDimension() == 3 and volume.GetSize()[2] == 1:
                 volume = volume[:, :, 0]  # one slice for a 2D model: a 2D image of the slice's plane
             if scratch is None:  # lives as long as the process (the bundle's inference config reads the file later)
@@ -77,7 +77,7 @@ class PredictionInputs:
                 sitk.WriteImage(volume, str(target))
             print(f"{source}: DICOM series {uid}, {volume.GetSize()} voxels of {tuple(round(v, 3) for v in volume.GetSpacing())} mm")
             self.items = [{"image": str(target)}]
-            self.series[str(target)] = (uid, dicom_series_files(source, uid)[1])
+            self.series[str(target)] = (uid, list(files))
         elif path.is_file() and path.name.lower().endswith(tuple(suffixes)):
             self.items = [{"image": str(path.resolve())}]
         else:

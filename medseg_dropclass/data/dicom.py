@@ -15,7 +15,7 @@ import numpy as np
 
 from medseg_dropclass.data.transforms import DatasetError
 
-__all__ = ["is_dicom_folder", "dicom_series_files", "dicom_series_volume", "keep_locale"]
+__all__ = ["is_dicom_folder", "dicom_series_files", "dicom_series_volume", "read_dicom_series", "keep_locale"]
 
 TAGS = {"position": "0020|0032", "orientation": "0020|0037", "spacing": "0028|0030", "modality": "0008|0060"}
 
@@ -69,6 +69,12 @@ def dicom_series_volume(folder: str, series_uid: Optional[str] = None, modality:
         DatasetError: no series, several without ``series_uid``, slices of another orientation or pixel spacing,
             a gap in the slice positions (a missing slice), or a ``Modality`` other than ``modality``.
     """
+    volume, uid, _ = read_dicom_series(folder, series_uid, modality)
+    return volume, uid
+
+
+def read_dicom_series(folder: str, series_uid: Optional[str] = None, modality: Optional[str] = None):
+    """:func:`dicom_series_volume` that also returns the slice files in order: ``(image, series UID, files)``."""
     with keep_locale():
         return _read_series(folder, series_uid, modality)
 
@@ -108,4 +114,4 @@ def _read_series(folder: str, series_uid: Optional[str], modality: Optional[str]
             )
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    return reader.Execute(), uid
+    return reader.Execute(), uid, files
