@@ -151,6 +151,13 @@ def bundle_parser(bundle: str, overrides: dict):
     return parser
 
 
+def bundle_class_share(bundle: str, overrides: dict) -> tuple:
+    """``(class_names, class_share)`` as the bundle computes them (its training datalist, labels through its
+    preprocessing, the ignore index left out): for datasets without a ``dataset.json``."""
+    parser = bundle_parser(bundle, overrides)
+    return list(parser.get_parsed_content("class_names")), [float(v) for v in parser.get_parsed_content("class_share")]
+
+
 def load_final_network(parser, run_dir: pathlib.Path) -> torch.nn.Module:
     """The network of ``parser`` with the weights of the last epoch checkpoint under ``run_dir``, in eval mode."""
     network = parser.get_parsed_content("network_def")
@@ -194,16 +201,22 @@ def run_study(
     data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
     if dataset_dir is None and not (data / "dataset.json").is_file():
         make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
-    info = read_dataset_json(data)
-    counts = decathlon_class_counts(info.path)["counts"]
-    share = (counts / counts.sum()).tolist()
-    splits = list(eval_splits) if eval_splits else evaluation_splits(info.path)
-    unknown_classes = [name for name in endpoint_classes or [] if name not in info.class_names]
+    if (data / "dataset.json").is_file():
+        info = read_dataset_json(data)
+        counts = decathlon_class_counts(info.path)["counts"]
+        class_names, share = info.class_names, (counts / counts.sum()).tolist()
+        splits = list(eval_splits) if eval_splits else evaluation_splits(info.path)
+    else:  # a dataset in its own layout (e.g. CamVid's split lists): the bundle's datalist and class share
+        if not eval_splits:
+            raise ValueError(f"{data} has no dataset.json: name the labelled splits to score (--eval-splits, e.g. test)")
+        class_names, share = bundle_class_share(bundle, {**(extra_overrides or {}), "dataset_dir": str(data)})
+        splits = list(eval_splits)
+    unknown_classes = [name for name in endpoint_classes or [] if name not in class_names]
     if unknown_classes:
-        raise ValueError(f"endpoint class(es) {unknown_classes} not in {info.class_names}")
+        raise ValueError(f"endpoint class(es) {unknown_classes} not in {class_names}")
     val_interval = max(1, max_epochs // 10)
     results: dict = {
-        "bundle": pathlib.Path(bundle).name, "dataset_dir": str(data), "class_names": info.class_names, "class_share": share,
+        "bundle": pathlib.Path(bundle).name, "dataset_dir": str(data), "class_names": class_names, "class_share": share,
         "splits": splits, "arms": {}, "max_epochs": max_epochs, "seeds": list(seeds),
         "overrides": dict(extra_overrides or {}), "endpoint_classes": list(endpoint_classes or []),
     }
@@ -304,12 +317,44 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
     return written
 
 
+def write_gradcam_figure(results: dict, output_dir: str, classes: Sequence[str], arms: Sequence[str]) -> pathlib.Path:
+    """Grad-CAM of ``classes`` for the networks of ``arms`` (their first common seed) on one image of the first
+    evaluation split: the image with the most reference pixels of ``classes[0]`` (a rule, not a pick)."""
+    from medseg_dropclass.analysis.pooled import write_gradcam_comparison
+    from medseg_dropclass.analysis.report import finished_seeds
+
+    out = pathlib.Path(output_dir)
+    names, split = results["class_names"], results["splits"][0]
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(f"Grad-CAM class(es) {unknown} not in {names}")
+    arms = [a for a in arms if a in results["arms"] and results["arms"][a]["seeds"]]
+    common = finished_seeds(results, *arms)
+    if not common:
+        raise ValueError(f"no seed finished by every one of {arms}")
+    seed = str(common[0])
+    cases = results["arms"][arms[0]]["seeds"][seed]["summaries"][split]["metric_per_case"]
+    index = max(range(len(cases)), key=lambda i: cases[i]["metrics"][classes[0]]["n_ref"])
+    networks, sample = {}, None
+    for arm in arms:
+        parser = bundle_parser(results["bundle"], json.loads((out / arm / f"seed{seed}" / "args.json").read_text()))
+        networks[arm] = load_final_network(parser, out / arm / f"seed{seed}" / "run")
+        if sample is None:
+            items = parser.get_parsed_content("val_datalist") if split == "validation" else parser.get_parsed_content("datalist")(split)
+            sample = parser.get_parsed_content("preprocessing").transforms("evaluate")(dict(items[index]))
+    image, label = sample["image"].as_tensor().float(), sample["label"].as_tensor()[0].numpy()
+    path = out / f"gradcam_{'_'.join(classes)}.png"
+    return write_gradcam_comparison(networks, image, label, names, [names.index(c) for c in classes], path)
+
+
 def compare_main(argv: Optional[List[str]] = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass compare", description=__doc__)
     parser.add_argument("--arms", nargs="+", default=["baseline", "dropclass"], help=f"known: {', '.join(ARMS)}")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
+    parser.add_argument("--seed-ids", type=int, nargs="+", default=None, metavar="SEED",
+                        help="these seeds instead of 0..--seeds-1 (e.g. two studies side by side on the seeds of one output folder)")
     parser.add_argument("--max-epochs", type=int, default=None, help="the 1x budget (default: the bundle's max_epochs)")
     parser.add_argument("--output-dir", default="outputs/compare")
     parser.add_argument("--bundle", default=BUNDLE, help="a shipped bundle's name or a bundle folder (default: %(default)s)")
@@ -320,6 +365,12 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
                         help="bundle config overrides for every arm (VALUE as JSON where it parses), e.g. split_scheme=shift")
     parser.add_argument("--eval-splits", nargs="+", default=None, help="labelled splits to score, in-distribution first (default: all)")
     parser.add_argument("--endpoint-classes", nargs="+", default=None, help="the primary endpoint's classes (default: those under 1%%)")
+    parser.add_argument("--pooled-iou", action="store_true",
+                        help="also report dataset-level IoU per class (report_pooled_iou.md; the street-scene convention); needs --endpoint-classes")
+    parser.add_argument("--similarity-pairs", nargs="+", default=[], metavar="A:B",
+                        help="class pairs whose classifier-weight cosine similarity the pooled report tabulates, e.g. Pole:SignSymbol")
+    parser.add_argument("--gradcam-classes", nargs="+", default=[], metavar="CLASS",
+                        help="with --pooled-iou: Grad-CAM of these classes, baseline vs the other arms (gradcam_<classes>.png)")
     args = parser.parse_args(argv)
     extra = {}
     for item in args.set:
@@ -330,16 +381,30 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             extra[key] = json.loads(value)
         except json.JSONDecodeError:
             extra[key] = value
+    pairs = []
+    for item in args.similarity_pairs:
+        first, sep, second = item.partition(":")
+        if not sep or not first or not second:
+            parser.error(f"--similarity-pairs {item!r}: expected CLASS:CLASS")
+        pairs.append((first, second))
+    if args.pooled_iou and not args.endpoint_classes:
+        parser.error("--pooled-iou needs --endpoint-classes (the primary endpoint's classes, named before the runs)")
     if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         parser.error("--seeds and --max-epochs must be >= 1")
+    if args.seed_ids is not None and (min(args.seed_ids) < 0 or len(set(args.seed_ids)) != len(args.seed_ids)):
+        parser.error(f"--seed-ids {args.seed_ids}: distinct seeds >= 0")
+    seeds = list(args.seed_ids) if args.seed_ids is not None else list(range(args.seeds))
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
-    results = run_study(
-        args.output_dir, args.arms, list(range(args.seeds)), max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
-        train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
-    )
+    try:
+        results = run_study(
+            args.output_dir, args.arms, seeds, max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
+            train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
+        )
+    except ValueError as error:  # bad arguments or another study's folder: the message names it
+        parser.error(str(error))
     if not any(entry["seeds"] for entry in results["arms"].values()):
         print(f"error: no finished run of {', '.join(args.arms)} under {args.output_dir} yet: nothing to report", file=sys.stderr)
         sys.exit(1)
@@ -348,3 +413,16 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         write_figures(results, args.output_dir)
     print(report.read_text())
     print(f"report: {report}")
+    if args.pooled_iou:
+        from medseg_dropclass.analysis.pooled import write_pooled_report
+
+        unknown = sorted({c for pair in pairs for c in pair} - set(results["class_names"]))
+        if unknown:
+            parser.error(f"--similarity-pairs: class(es) {unknown} not in {results['class_names']}")
+        pooled = write_pooled_report(results, args.output_dir, pairs)
+        if args.gradcam_classes:
+            figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
+            with pooled.open("a") as text:
+                text.write(f"\n## Grad-CAM\n\n![Grad-CAM of {', '.join(args.gradcam_classes)} per arm]({figure.name})\n")
+        print(pooled.read_text())
+        print(f"pooled-IoU report: {pooled}")

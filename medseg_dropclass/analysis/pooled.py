@@ -1,0 +1,269 @@
+"""Dataset-level (pooled) IoU of a study: the street-scene convention (CamVid, Cityscapes), where a class's IoU is
+``sum TP / sum (TP + FP + FN)`` over all images of a split, not the mean of per-image IoUs.
+
+Intervals follow ``../shared/STUDY.md``: the hierarchical bootstrap resamples seeds, then images within each seed,
+and recomputes the pooled IoU from the resampled images' counts (a per-image ratio would weight a 20-pixel pole
+like a whole road). Reads what :func:`medseg_dropclass.analysis.compare.run_study` collects; every per-image
+``TP``/``FP``/``FN`` count is already in each run's ``summary.json``.
+"""
+
+import math
+import pathlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from medseg_dropclass.analysis.report import finished_seeds, reference_arm
+from medseg_dropclass.analysis.statistics import BootstrapResult, _quiet, hierarchical_bootstrap, holm
+
+__all__ = [
+    "case_counts", "pooled_iou", "endpoint_classes", "pooled_per_class", "pooled_endpoint", "pooled_differences",
+    "pair_similarity", "write_pooled_report", "write_gain_figure", "write_gradcam_comparison",
+]
+
+COUNTS = ("TP", "FP", "FN")
+
+
+def case_counts(results: dict, arm: str, split: str, seeds: Optional[Sequence[int]] = None) -> np.ndarray:
+    """``(S, N, K, 3)`` per-image TP, FP, FN of each class for ``seeds`` (default: the arm's finished seeds)."""
+    names = results["class_names"]
+    rows = []
+    for seed in finished_seeds(results, arm) if seeds is None else seeds:
+        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
+        if entry is None:
+            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
+        cases = entry["summaries"][split]["metric_per_case"]
+        rows.append([[[case["metrics"][n][c] for c in COUNTS] for n in names] for case in cases])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def pooled_iou(counts: np.ndarray) -> np.ndarray:
+    """``(S, N, K, 3, ...)`` counts -> ``(K, ...)`` mean over seeds of each seed's pooled IoU (NaN: class never
+    in the reference nor the prediction of a seed)."""
+    total = counts.sum(axis=1)  # (S, K, 3, ...)
+    tp, fp, fn = total[:, :, 0], total[:, :, 1], total[:, :, 2]
+    union = tp + fp + fn
+    with np.errstate(all="ignore"), _quiet():
+        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+        return np.nanmean(iou, axis=0)
+
+
+def endpoint_classes(results: dict) -> List[int]:
+    """The endpoint's classes by index (``results["endpoint_classes"]``, named before the runs)."""
+    if not results.get("endpoint_classes"):
+        raise ValueError("the pooled-IoU report needs the endpoint's classes named before the runs (compare --endpoint-classes ...)")
+    return [results["class_names"].index(name) for name in results["endpoint_classes"]]
+
+
+def _with_means(iou: np.ndarray, endpoint: Sequence[int]) -> np.ndarray:
+    """``(K, ...)`` -> ``(K + 2, ...)``: per class, then mean IoU over all classes (mIoU), then over the endpoint's."""
+    with np.errstate(all="ignore"), _quiet():
+        return np.concatenate([iou, np.nanmean(iou, axis=0, keepdims=True), np.nanmean(iou[list(endpoint)], axis=0, keepdims=True)])
+
+
+def pooled_per_class(results: dict, arm: str, split: str, n_resamples: int = 2000) -> BootstrapResult:
+    """Pooled IoU of ``arm`` on ``split``: ``(K + 2,)`` = per class, mIoU, endpoint mean; hierarchical intervals."""
+    endpoint = endpoint_classes(results)
+    return hierarchical_bootstrap({"s": case_counts(results, arm, split)}, lambda v: _with_means(pooled_iou(v["s"]), endpoint), n_resamples)
+
+
+def pooled_differences(results: dict, arm: str, reference: str, split: str, n_resamples: int = 2000) -> BootstrapResult:
+    """``arm - reference`` pooled IoU, ``(K + 2,)`` as :func:`pooled_per_class`, paired by seed and image (both arms'
+    counts are resampled with the same seeds and images)."""
+    endpoint = endpoint_classes(results)
+    common = finished_seeds(results, arm, reference)
+    paired = np.stack([case_counts(results, arm, split, common), case_counts(results, reference, split, common)], axis=-1)
+
+    def difference(values: Dict[str, np.ndarray]) -> np.ndarray:
+        both = _with_means(pooled_iou(values["s"]), endpoint)  # (K + 2, 2)
+        return both[:, 0] - both[:, 1]
+
+    return hierarchical_bootstrap({"s": paired}, difference, n_resamples)
+
+
+def pooled_endpoint(results: dict, arms: Sequence[str], split: str, n_resamples: int = 2000) -> Dict[str, dict]:
+    """Per arm: its endpoint (mean pooled IoU of the endpoint's classes) and its difference from its compared arm,
+    with the difference's p-value Holm-adjusted over the compared arms."""
+    out: Dict[str, dict] = {}
+    for arm in arms:
+        own = pooled_per_class(results, arm, split, n_resamples)
+        entry = {"own": own, "reference": None, "difference": None, "p_holm": float("nan")}
+        reference = reference_arm(results, arm)
+        if reference != arm:
+            entry["reference"] = reference
+            entry["difference"] = pooled_differences(results, arm, reference, split, n_resamples)
+        out[arm] = entry
+    compared = [a for a in arms if out[a]["difference"] is not None]
+    for arm, p in zip(compared, holm([out[a]["difference"].p_value[-1] for a in compared])):
+        out[arm]["p_holm"] = float(p)
+    return out
+
+
+def pair_similarity(results: dict, arm: str, pairs: Sequence[Tuple[str, str]]) -> np.ndarray:
+    """``(S, P)`` classifier-weight cosine similarity of each class pair in each finished seed of ``arm``."""
+    names = results["class_names"]
+    rows = []
+    for seed in finished_seeds(results, arm):
+        matrix = np.asarray(results["arms"][arm]["seeds"][str(seed)]["similarity"]["matrix"])
+        rows.append([matrix[names.index(a), names.index(b)] for a, b in pairs])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _interval(result: BootstrapResult, index: int, scale: float = 100.0, signed: bool = False) -> str:
+    estimate = result.estimate[index]
+    if math.isnan(estimate):
+        return "n/a"
+    form = "+.1f" if signed else ".1f"
+    if math.isnan(result.low[index]):
+        return f"{scale * estimate:{form}}"
+    return f"{scale * estimate:{form}} [{scale * result.low[index]:{form}}, {scale * result.high[index]:{form}}]"
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
+def write_pooled_report(
+    results: dict, output_dir: str, pairs: Sequence[Tuple[str, str]] = (), n_resamples: int = 2000
+) -> pathlib.Path:
+    """``report_pooled_iou.md`` (and ``iou_gain_vs_share.png``) in ``output_dir``: pooled IoU per class, mIoU and the
+    endpoint per arm and split, differences from the compared arm, classifier similarity of ``pairs``; returns its path."""
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names, share, splits = results["class_names"], results["class_share"], results["splits"]
+    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
+    endpoint = endpoint_classes(results)
+    endpoint_text = ", ".join(f"{names[k]} {100 * share[k]:.2f}%" for k in endpoint)
+    seeds = {a: len(finished_seeds(results, a)) for a in arms}
+    lines = [
+        "# Pooled IoU per class (dataset-level, the street-scene convention)", "",
+        f"Bundle `{results['bundle']}`, {results['max_epochs']} epochs at budget 1x, networks of the last epoch; seeds per arm: "
+        + ", ".join(f"{a} {n}" for a, n in seeds.items()) + ". IoU of a class = sum TP / sum (TP + FP + FN) over the "
+        "split's images, per seed, then the mean over seeds; in percent. Intervals: 95% hierarchical bootstrap (seeds, "
+        "then images within seed; the pooled IoU recomputed from the resampled images).", "",
+        f"**Primary endpoint** (named before the runs): the mean pooled IoU of {endpoint_text} (training pixel shares) "
+        f"on `{splits[0]}`, each arm minus its compared arm; p: bootstrap, Holm-adjusted over the compared arms.", "",
+    ]
+    endpoints: Dict[str, Dict[str, dict]] = {split: pooled_endpoint(results, arms, split, n_resamples) for split in splits}
+    for split in splits:
+        rows = endpoints[split]
+        lines += [f"## Split `{split}`", "", "| arm | mIoU | endpoint (5 rarest) | endpoint minus compared arm | p (Holm) |", "|---|---:|---:|---:|---:|"]
+        for arm in arms:
+            entry = rows[arm]
+            difference = entry["difference"]
+            compared = f"{_interval(difference, -1, signed=True)} vs `{entry['reference']}`" if difference is not None else "-"
+            lines.append(f"| {arm} | {_interval(entry['own'], -2)} | {_interval(entry['own'], -1)} | {compared} | {_p(entry['p_holm'])} |")
+        lines += ["", "| class | share | " + " | ".join(arms) + " |", "|---|---:|" + "---:|" * len(arms)]
+        for k in np.argsort(share)[::-1]:
+            lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | " + " | ".join(_interval(rows[a]["own"], int(k)) for a in arms) + " |")
+        compared_arms = [a for a in arms if rows[a]["difference"] is not None]
+        if compared_arms:
+            lines += ["", f"Difference from the compared arm, per class (paired by seed and image; p Holm-adjusted over the {len(names)} classes of each arm):", ""]
+            lines += ["| class | share | " + " | ".join(f"{a} - {rows[a]['reference']}" for a in compared_arms) + " |", "|---|---:|" + "---:|" * len(compared_arms)]
+            adjusted = {a: holm(rows[a]["difference"].p_value[: len(names)]) for a in compared_arms}
+            for k in np.argsort(share)[::-1]:
+                cells = [f"{_interval(rows[a]['difference'], int(k), signed=True)} (p {_p(adjusted[a][k])})" for a in compared_arms]
+                lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | " + " | ".join(cells) + " |")
+        lines.append("")
+    differences = {(a, s): endpoints[s][a]["difference"] for s in splits for a in arms if endpoints[s][a]["difference"] is not None}
+    if differences:
+        figure = write_gain_figure(results, differences, out / "iou_gain_vs_share.png")
+        lines += [f"![per-class pooled IoU difference with 95% intervals against class share]({figure.name})", ""]
+    if pairs:
+        lines += [
+            "## Classifier-weight cosine similarity of co-occurring classes", "",
+            "Cosine similarity of the final 1x1 classifier's weight vectors (the paper's entanglement measure), mean over "
+            "seeds [lowest, highest seed]. Lower: the classes are told apart by more different features.", "",
+            "| pair | " + " | ".join(arms) + " |", "|---|" + "---:|" * len(arms),
+        ]
+        values = {a: pair_similarity(results, a, pairs) for a in arms}
+        for p, (first, second) in enumerate(pairs):
+            cells = [f"{values[a][:, p].mean():+.2f} [{values[a][:, p].min():+.2f}, {values[a][:, p].max():+.2f}]" for a in arms]
+            lines.append(f"| {first} - {second} | " + " | ".join(cells) + " |")
+        means = {a: np.mean([results["arms"][a]["seeds"][str(s)]["similarity"]["mean_off_diagonal"] for s in finished_seeds(results, a)]) for a in arms}
+        lines.append("| *all pairs (mean off-diagonal)* | " + " | ".join(f"{means[a]:+.2f}" for a in arms) + " |")
+        lines.append("")
+    path = out / "report_pooled_iou.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_gain_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:
+    """Per-class pooled IoU difference (point and 95% interval) against training pixel share, log axis, a panel per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, share = results["class_names"], np.asarray(results["class_share"], dtype=np.float64)
+    splits = [s for s in results["splits"] if any(split == s for _, split in differences)]
+    arms = sorted({arm for arm, _ in differences}, key=list(results["arms"]).index)
+    figure, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.5), sharey=True, squeeze=False)
+    k = len(names)
+    for axis, split in zip(axes[0], splits):
+        for i, arm in enumerate(arms):
+            result = differences.get((arm, split))
+            if result is None:
+                continue
+            x = np.maximum(share, 1e-6) * (1 + 0.05 * (i - (len(arms) - 1) / 2))  # dodge
+            y = 100 * result.estimate[:k]
+            error = 100 * np.vstack([result.estimate[:k] - result.low[:k], result.high[:k] - result.estimate[:k]])
+            error = None if np.isnan(error).all() else np.nan_to_num(error)
+            axis.errorbar(x, y, yerr=error, fmt="o", capsize=2, alpha=0.85, label=f"{arm} - {reference_arm(results, arm)}")
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel("class share of training pixels (log)")
+        axis.set_title(f"split {split}")
+        bottom = axis.get_ylim()[0]
+        for c, name in enumerate(names):
+            axis.annotate(name, (max(share[c], 1e-6), bottom), fontsize=7, rotation=60, alpha=0.7, va="bottom")
+    axes[0][0].set_ylabel("pooled IoU difference, points (95% interval)")
+    axes[0][-1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_gradcam_comparison(
+    networks: Dict[str, "torch.nn.Module"], image: "torch.Tensor", label: np.ndarray, class_names: Sequence[str], classes: Sequence[int],
+    path: pathlib.Path, display: Optional[np.ndarray] = None,
+) -> pathlib.Path:
+    """One PNG: per class a row (the image with the class's reference outline, then each network's Grad-CAM map).
+
+    Args:
+        networks: ``{arm: network}`` (eval mode).
+        image: ``(C, H, W)`` network input; ``label``: ``(H, W)`` reference classes.
+        display: ``(H, W, 3)`` image in ``[0, 1]`` to draw (default: the input's channels, min-max scaled).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medseg_dropclass.analysis.gradcam import class_gradcam
+
+    if display is None:
+        shown = image.detach().float().cpu().numpy()
+        shown = np.moveaxis(shown[:3] if shown.shape[0] >= 3 else np.repeat(shown[:1], 3, 0), 0, -1)
+        display = (shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-8)
+    columns = len(networks) + 1
+    figure, axes = plt.subplots(len(classes), columns, figsize=(3.2 * columns, 2.6 * len(classes)), squeeze=False)
+    for row, k in zip(axes, classes):
+        row[0].imshow(display)
+        row[0].contour(label == k, levels=[0.5], colors="yellow", linewidths=0.8)
+        row[0].set_title(f"{class_names[k]}: reference (yellow)", fontsize=8)
+        for axis, (arm, network) in zip(row[1:], networks.items()):
+            cam = class_gradcam(network, image, int(k)).cpu().numpy()
+            axis.imshow(display)
+            axis.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axis.contour(label == k, levels=[0.5], colors="white", linewidths=0.6)
+            axis.set_title(f"{arm}: Grad-CAM {class_names[k]}", fontsize=8)
+    for axis in axes.ravel():
+        axis.axis("off")
+    figure.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
