@@ -369,6 +369,8 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
                         help="also report dataset-level IoU per class (report_pooled_iou.md; the street-scene convention); needs --endpoint-classes")
     parser.add_argument("--similarity-pairs", nargs="+", default=[], metavar="A:B",
                         help="class pairs whose classifier-weight cosine similarity the pooled report tabulates, e.g. Pole:SignSymbol")
+    parser.add_argument("--contrasts", nargs="+", default=[], metavar="ARM:ARM",
+                        help="with --pooled-iou: further paired differences (secondary), e.g. dropclass:head_control")
     parser.add_argument("--gradcam-classes", nargs="+", default=[], metavar="CLASS",
                         help="with --pooled-iou: Grad-CAM of these classes, baseline vs the other arms (gradcam_<classes>.png)")
     args = parser.parse_args(argv)
@@ -381,12 +383,16 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             extra[key] = json.loads(value)
         except json.JSONDecodeError:
             extra[key] = value
-    pairs = []
-    for item in args.similarity_pairs:
-        first, sep, second = item.partition(":")
-        if not sep or not first or not second:
-            parser.error(f"--similarity-pairs {item!r}: expected CLASS:CLASS")
-        pairs.append((first, second))
+    pairs, contrasts = [], []
+    for option, items, into in (("--similarity-pairs", args.similarity_pairs, pairs), ("--contrasts", args.contrasts, contrasts)):
+        for item in items:
+            first, sep, second = item.partition(":")
+            if not sep or not first or not second:
+                parser.error(f"{option} {item!r}: expected A:B")
+            into.append((first, second))
+    unknown = sorted({a for pair in contrasts for a in pair} - set(args.arms))
+    if unknown:
+        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {args.arms}")
     if args.pooled_iou and not args.endpoint_classes:
         parser.error("--pooled-iou needs --endpoint-classes (the primary endpoint's classes, named before the runs)")
     if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
@@ -419,7 +425,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         unknown = sorted({c for pair in pairs for c in pair} - set(results["class_names"]))
         if unknown:
             parser.error(f"--similarity-pairs: class(es) {unknown} not in {results['class_names']}")
-        pooled = write_pooled_report(results, args.output_dir, pairs)
+        pooled = write_pooled_report(results, args.output_dir, pairs, contrasts=contrasts)
         if args.gradcam_classes:
             figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
             with pooled.open("a") as text:

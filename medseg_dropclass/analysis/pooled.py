@@ -18,7 +18,7 @@ from medseg_dropclass.analysis.statistics import BootstrapResult, _quiet, hierar
 
 __all__ = [
     "case_counts", "pooled_iou", "endpoint_classes", "pooled_per_class", "pooled_endpoint", "pooled_differences",
-    "pair_similarity", "write_pooled_report", "write_gain_figure", "write_gradcam_comparison",
+    "pair_similarity", "write_pooled_report", "write_gain_figure", "write_similarity_figure", "write_gradcam_comparison",
 ]
 
 COUNTS = ("TP", "FP", "FN")
@@ -124,10 +124,14 @@ def _p(value: float) -> str:
 
 
 def write_pooled_report(
-    results: dict, output_dir: str, pairs: Sequence[Tuple[str, str]] = (), n_resamples: int = 2000
+    results: dict, output_dir: str, pairs: Sequence[Tuple[str, str]] = (), n_resamples: int = 2000,
+    contrasts: Sequence[Tuple[str, str]] = (),
 ) -> pathlib.Path:
     """``report_pooled_iou.md`` (and ``iou_gain_vs_share.png``) in ``output_dir``: pooled IoU per class, mIoU and the
-    endpoint per arm and split, differences from the compared arm, classifier similarity of ``pairs``; returns its path."""
+    endpoint per arm and split, differences from the compared arm, classifier similarity of ``pairs``; returns its path.
+
+    ``contrasts``: further ``(arm, other arm)`` differences (secondary, not in the Holm family), e.g. DropClass
+    against the head-only control."""
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
@@ -164,6 +168,15 @@ def write_pooled_report(
             for k in np.argsort(share)[::-1]:
                 cells = [f"{_interval(rows[a]['difference'], int(k), signed=True)} (p {_p(adjusted[a][k])})" for a in compared_arms]
                 lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | " + " | ".join(cells) + " |")
+        shown = [(a, b) for a, b in contrasts if a in arms and b in arms]
+        if shown:
+            lines += ["", "Secondary contrasts (paired by seed and image, unadjusted p):", "",
+                      "| contrast | mIoU | endpoint | " + " | ".join(names[k] for k in endpoint) + " |", "|---|---:|---:|" + "---:|" * len(endpoint)]
+            for a, b in shown:
+                result = pooled_differences(results, a, b, split, n_resamples)
+                cells = [_interval(result, -2, signed=True), f"{_interval(result, -1, signed=True)} (p {_p(result.p_value[-1])})"]
+                cells += [_interval(result, k, signed=True) for k in endpoint]
+                lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
         lines.append("")
     differences = {(a, s): endpoints[s][a]["difference"] for s in splits for a in arms if endpoints[s][a]["difference"] is not None}
     if differences:
@@ -182,7 +195,8 @@ def write_pooled_report(
             lines.append(f"| {first} - {second} | " + " | ".join(cells) + " |")
         means = {a: np.mean([results["arms"][a]["seeds"][str(s)]["similarity"]["mean_off_diagonal"] for s in finished_seeds(results, a)]) for a in arms}
         lines.append("| *all pairs (mean off-diagonal)* | " + " | ".join(f"{means[a]:+.2f}" for a in arms) + " |")
-        lines.append("")
+        figure = write_similarity_figure(results, arms, out / "similarity_per_arm.png")
+        lines += ["", f"![classifier-weight cosine similarity per arm, mean over seeds]({figure.name})", ""]
     path = out / "report_pooled_iou.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -221,6 +235,30 @@ def write_gain_figure(results: dict, differences: Dict[Tuple[str, str], Bootstra
     axes[0][-1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_similarity_figure(results: dict, arms: Sequence[str], path: pathlib.Path) -> pathlib.Path:
+    """The ``(K, K)`` classifier-weight cosine similarity of each arm (mean over its seeds), a heatmap panel per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = results["class_names"]
+    figure, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 4.4), squeeze=False)
+    for axis, arm in zip(axes[0], arms):
+        seeds = finished_seeds(results, arm)
+        matrix = np.mean([np.asarray(results["arms"][arm]["seeds"][str(s)]["similarity"]["matrix"]) for s in seeds], axis=0)
+        shown = axis.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
+        axis.set_xticks(range(len(names)))
+        axis.set_xticklabels(names, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(names)))
+        axis.set_yticklabels(names, fontsize=7)
+        axis.set_title(f"{arm} ({len(seeds)} seeds)", fontsize=9)
+    figure.colorbar(shown, ax=list(axes[0]), fraction=0.02)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -97,6 +97,7 @@ def plan_output_names(
         raise FileExistsError(f"the output folder would overwrite input images: {'; '.join(replaced[:5])}; choose another --output_dir")
     if existing:
         raise FileExistsError(
-            f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; pass --overwrite True to replace them, or choose another --output_dir"
+            f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; pass --overwrite True (bundle run) or --overwrite "
+            "(predict) to replace them, or choose another --output_dir"
         )
     return stems

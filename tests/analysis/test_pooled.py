@@ -66,12 +66,16 @@ def test_paired_differences_intervals_and_report(tmp_path):
 
     similarity = pair_similarity(results, "baseline", [("car", "pole")])
     np.testing.assert_allclose(similarity[:, 0], [0.5, 0.4, 0.3])
-    report = write_pooled_report(results, str(tmp_path), pairs=[("car", "pole")], n_resamples=200).read_text()
+    report = write_pooled_report(results, str(tmp_path), pairs=[("car", "pole")], n_resamples=200, contrasts=[("dropclass", "head_control")]).read_text()
+    contrast = next(row for row in report.splitlines() if row.startswith("| dropclass - head_control | "))
+    cells = [cell.strip() for cell in contrast.strip("|").split("|")]  # contrast, mIoU, endpoint, then the endpoint's class
+    assert cells[2].startswith(f"{100 * expected:+.1f} [") and "(p " in cells[2]  # head_control = baseline here
+    assert cells[3] == f"{100 * expected:+.1f} [{100 * difference.low[2]:+.1f}, {100 * difference.high[2]:+.1f}]"
     assert "pole 5.00%" in report and "**Primary endpoint**" in report
     line = next(row for row in report.splitlines() if row.startswith("| dropclass | "))
     assert f"{100 * expected:+.1f} [" in line and "vs `baseline`" in line
     assert "| car - pole | +0.40 [+0.30, +0.50] | +0.10 [+0.10, +0.10] | +0.10 [+0.10, +0.10] |" in report
-    assert (tmp_path / "iou_gain_vs_share.png").stat().st_size > 5000
+    assert (tmp_path / "iou_gain_vs_share.png").stat().st_size > 5000 and (tmp_path / "similarity_per_arm.png").stat().st_size > 5000
 
 
 def test_the_pooled_report_needs_the_endpoint_named(tmp_path):
@@ -97,7 +101,7 @@ def test_compare_on_a_dataset_without_dataset_json_and_the_pooled_report(tmp_pat
         main(common + ["--eval-splits", "test", "--pooled-iou"])
     assert "--pooled-iou needs --endpoint-classes" in capsys.readouterr().err
     main(common + ["--arms", "baseline", "dropclass", "--eval-splits", "test", "--endpoint-classes", "Pole", "Car", "--pooled-iou",
-                   "--similarity-pairs", "Pole:Car", "--gradcam-classes", "Pole"])
+                   "--similarity-pairs", "Pole:Car", "--gradcam-classes", "Pole", "--contrasts", "dropclass:baseline"])
     results = json.loads((out / "results.json").read_text())
     assert results["class_names"][2] == "Pole" and results["splits"] == ["test"]
     share = results["class_share"]
