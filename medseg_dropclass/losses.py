@@ -13,6 +13,7 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from medseg_dropclass.dropclass import DropClassOutput
+from medseg_dropclass.fused_loss import dropped_ce_and_suppression
 from medseg_dropclass.validation import check_label_values
 
 __all__ = ["DropClassLoss", "MaskedDiceCELoss", "ChannelTargetLoss", "prepare_target", "PreparedTarget"]
@@ -102,6 +103,9 @@ class DropClassLoss(nn.Module):
         dropped_dice_without_z: with a Dice base loss that accepts ``exclude_class``
             (:class:`MaskedDiceCELoss`), leave ``z`` out of the dropped branch's Dice (its pixels are
             ignored there anyway); ``False`` keeps z's Dice term, which then only pushes ``p_z`` down.
+        fused: with a cross-entropy base, the dropped branch's CE and suppression as one autograd function
+            (:func:`~medseg_dropclass.fused_loss.dropped_ce_and_suppression`: one softmax, one gradient tensor);
+            ``None``: where measured faster (``fused.FUSED_DEVICE_TYPES``), ``True``/``False``: always/never.
 
     Forward:
         ``output``: a :class:`DropClassOutput` (train mode) or plain logits (a baseline network,
@@ -124,6 +128,7 @@ class DropClassLoss(nn.Module):
         alpha_reference_classes: Optional[int] = None,
         suppression: str = "all",
         dropped_dice_without_z: bool = True,
+        fused: Optional[bool] = None,
     ) -> None:
         super().__init__()
         if alpha < 0:
@@ -148,6 +153,7 @@ class DropClassLoss(nn.Module):
         self.alpha_reference_classes = alpha_reference_classes
         self.suppression = suppression
         self.dropped_dice_without_z = dropped_dice_without_z
+        self.fused = fused
         self.progress = 0.0
         self.last_terms: Dict[str, Union[torch.Tensor, float, Optional[int]]] = {}
 
@@ -174,6 +180,16 @@ class DropClassLoss(nn.Module):
         dropped_target = target if drop_class is None else target.masked_fill(target == drop_class, self.ignore_index)
         dropped_labelled = _any_labelled(prepared, self.ignore_index, drop_class)
         log_probs: Optional[torch.Tensor] = None
+        if isinstance(self.base_loss, nn.CrossEntropyLoss) and drop_class is not None and self._fuse(dropped_logits):
+            dropped, suppression = dropped_ce_and_suppression(
+                dropped_logits, dropped_target, drop_class, self.ignore_index, self.base_loss.weight, self.suppression_region(target, drop_class)
+            )
+            total = (1.0 - progress) * main + progress * dropped + self.effective_alpha(logits.shape[1]) * suppression
+            self.last_terms = {
+                "total": total.detach(), "main": main.detach(), "dropped": dropped.detach(), "suppression": suppression.detach(),
+                "progress": progress, "drop_class": drop_class,
+            }
+            return total
         if isinstance(self.base_loss, nn.CrossEntropyLoss):
             log_probs = F.log_softmax(dropped_logits, dim=1)
             dropped = self.guarded(
@@ -212,12 +228,24 @@ class DropClassLoss(nn.Module):
             return self.alpha
         return self.alpha * num_classes / self.alpha_reference_classes
 
+    def _fuse(self, logits: torch.Tensor) -> bool:
+        """The fused CE + suppression of the dropped branch: where measured faster (``fused=None``), always or never."""
+        from medseg_dropclass.fused import fused_is_faster_on
+
+        return fused_is_faster_on(logits.device) if self.fused is None else bool(self.fused)
+
+    def suppression_region(self, target: torch.Tensor, drop_class: int) -> Optional[torch.Tensor]:
+        """The pixels of the suppression mean, ``(B, *spatial)`` bool (``None``: all pixels, the paper's)."""
+        if self.suppression == "all":
+            return None
+        labelled = target != self.ignore_index
+        return labelled & (target == drop_class) if self.suppression == "dropped_pixels" else labelled & (target != drop_class)
+
     def suppression_term(self, probability: torch.Tensor, target: torch.Tensor, drop_class: int) -> torch.Tensor:
         """Mean of ``softmax(dropped)[z]`` ``(B, *spatial)`` over the chosen pixels (zero when there are none)."""
-        if self.suppression == "all":
+        region = self.suppression_region(target, drop_class)
+        if region is None:
             return probability.mean()
-        labelled = target != self.ignore_index
-        region = labelled & (target == drop_class) if self.suppression == "dropped_pixels" else labelled & (target != drop_class)
         count = region.sum()
         return (probability * region).sum() / count.clamp(min=1)
 

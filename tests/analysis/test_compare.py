@@ -104,6 +104,14 @@ def test_bad_arguments(capsys):
     assert "unknown arm(s) ['dropclass_alpha7']" in capsys.readouterr().err
     assert {"baseline", "baseline_2x", "head_control", "dropclass", "dropclass_2x", "dropclass_host", "dropclass_detach"} <= set(ARMS)
     assert ARMS["dropclass_2x"].reference == "baseline_2x" and ARMS["dropclass_2x"].budget == 2
+    for argv, message in (
+        (["--seed-ids", "1", "1"], "--seed-ids [1, 1]: distinct seeds >= 0"),
+        (["--similarity-pairs", "Pole"], "--similarity-pairs 'Pole': expected A:B"),
+        (["--contrasts", "dropclass:head_control"], "--contrasts: arm(s) ['head_control'] not among --arms"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["compare", "--arms", "baseline", "dropclass", *argv])
+        assert message in capsys.readouterr().err
 
 
 def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
