@@ -25,7 +25,7 @@ import contextlib
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -76,8 +76,8 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
-def train_step_fn(net, optimizer, image, label, dropclass: bool, amp: bool = False) -> Callable[[], None]:
-    loss_fn = DropClassLoss() if dropclass else torch.nn.CrossEntropyLoss(ignore_index=255)
+def train_step_fn(net, optimizer, image, label, dropclass: bool, amp: bool = False, fused_loss: Optional[bool] = None) -> Callable[[], None]:
+    loss_fn = DropClassLoss(fused=fused_loss) if dropclass else torch.nn.CrossEntropyLoss(ignore_index=255)
     scaler = torch.amp.GradScaler(image.device.type, enabled=amp and image.device.type == "cuda")
     step = [0]
 
@@ -167,7 +167,7 @@ def peak_memory(net, optimizer, fn: Callable[[], None]) -> int:
 
 
 def run_case(case: Case, rounds: int, warmup: int, max_rounds: int = 60, tolerance: float = 0.005,
-             device: torch.device = torch.device("cpu"), amp: bool = False) -> Dict[str, float]:
+             device: torch.device = torch.device("cpu"), amp: bool = False, fused_loss: Optional[bool] = None) -> Dict[str, float]:
     arms = make_arms(case, device)
     spatial = (case.size,) * case.spatial_dims if not case.width else (case.size, case.width)
     shape = (case.batch, case.in_channels) + spatial
@@ -178,7 +178,7 @@ def run_case(case: Case, rounds: int, warmup: int, max_rounds: int = 60, toleran
     train = {}
     for name, (net, optimizer) in arms.items():
         net.train()
-        train[name] = train_step_fn(net, optimizer, image, label, dropclass=name == "dropclass", amp=amp)
+        train[name] = train_step_fn(net, optimizer, image, label, dropclass=name == "dropclass", amp=amp, fused_loss=fused_loss)
     for fn in train.values():
         fn()  # optimizer state allocated before memory is measured
     memory = {name: peak_memory(arms[name][0], arms[name][1], fn) for name, fn in train.items()}
@@ -229,10 +229,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="autocast: float16 on CUDA, bfloat16 on CPU")
+    parser.add_argument("--fused-loss", choices=("auto", "on", "off"), default="auto",
+                        help="the dropped branch's fused CE + suppression (DropClassLoss(fused=...)); auto: where measured faster")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}")
+    print(f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}, fused dropped-branch loss {args.fused_loss}")
     print("ratio = median of per-round ratios DropClass/baseline; min = ratio of the fastest rounds; "
           "floor = FLOP ratio; mem = peak training-memory ratio; n = rounds until the median was stable")
     header = (
@@ -243,7 +245,8 @@ def main() -> None:
     for case in CASES:
         if case.name not in args.cases:
             continue
-        r = run_case(case, args.rounds, args.warmup, args.max_rounds, args.tolerance, device, args.amp)
+        r = run_case(case, args.rounds, args.warmup, args.max_rounds, args.tolerance, device, args.amp,
+                     {"auto": None, "on": True, "off": False}[args.fused_loss])
         print(
             f"{case.name:<12} {r['train_baseline_s']:>9.3f}s {r['train_dropclass_s']:>8.3f}s {r['train_ratio']:>6.3f} "
             f"{r['train_min_ratio']:>6.3f} {r['train_floor']:>6.3f} {r['train_rounds']:>3d} {r['memory_ratio']:>6.3f}  "
