@@ -13,6 +13,7 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from medseg_dropclass.dropclass import DropClassOutput
+from medseg_dropclass.fused import fused_is_faster_on
 from medseg_dropclass.fused_loss import dropped_ce_and_suppression
 from medseg_dropclass.validation import check_label_values
 
@@ -180,17 +181,12 @@ class DropClassLoss(nn.Module):
         dropped_target = target if drop_class is None else target.masked_fill(target == drop_class, self.ignore_index)
         dropped_labelled = _any_labelled(prepared, self.ignore_index, drop_class)
         log_probs: Optional[torch.Tensor] = None
+        suppression: Optional[torch.Tensor] = None
         if isinstance(self.base_loss, nn.CrossEntropyLoss) and drop_class is not None and self._fuse(dropped_logits):
             dropped, suppression = dropped_ce_and_suppression(
                 dropped_logits, dropped_target, drop_class, self.ignore_index, self.base_loss.weight, self.suppression_region(target, drop_class)
             )
-            total = (1.0 - progress) * main + progress * dropped + self.effective_alpha(logits.shape[1]) * suppression
-            self.last_terms = {
-                "total": total.detach(), "main": main.detach(), "dropped": dropped.detach(), "suppression": suppression.detach(),
-                "progress": progress, "drop_class": drop_class,
-            }
-            return total
-        if isinstance(self.base_loss, nn.CrossEntropyLoss):
+        elif isinstance(self.base_loss, nn.CrossEntropyLoss):
             log_probs = F.log_softmax(dropped_logits, dim=1)
             dropped = self.guarded(
                 log_probs,
@@ -205,12 +201,14 @@ class DropClassLoss(nn.Module):
             dropped = self.guarded(dropped_logits, dropped_target, base, dropped_labelled)
         total = (1.0 - progress) * main + progress * dropped
 
-        suppression = torch.zeros((), device=logits.device)
         if drop_class is not None:
-            if log_probs is None:
-                log_probs = F.log_softmax(dropped_logits, dim=1)
-            suppression = self.suppression_term(log_probs[:, drop_class].exp(), target, drop_class)
+            if suppression is None:
+                if log_probs is None:
+                    log_probs = F.log_softmax(dropped_logits, dim=1)
+                suppression = self.suppression_term(log_probs[:, drop_class].exp(), target, drop_class)
             total = total + self.effective_alpha(logits.shape[1]) * suppression
+        else:
+            suppression = torch.zeros((), device=logits.device)
 
         self.last_terms = {
             "total": total.detach(),
@@ -230,8 +228,6 @@ class DropClassLoss(nn.Module):
 
     def _fuse(self, logits: torch.Tensor) -> bool:
         """The fused CE + suppression of the dropped branch: where measured faster (``fused=None``), always or never."""
-        from medseg_dropclass.fused import fused_is_faster_on
-
         return fused_is_faster_on(logits.device) if self.fused is None else bool(self.fused)
 
     def suppression_region(self, target: torch.Tensor, drop_class: int) -> Optional[torch.Tensor]:

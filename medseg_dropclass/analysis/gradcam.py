@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from medseg_dropclass.validation import interpolation_mode
 
-__all__ = ["class_gradcam", "save_gradcam_overlays"]
+__all__ = ["class_gradcam", "save_gradcam_overlays", "save_figure"]
 
 
 def class_gradcam(network: torch.nn.Module, image: torch.Tensor, class_index: int, layer: Optional[torch.nn.Module] = None) -> torch.Tensor:
@@ -84,9 +84,16 @@ def save_gradcam_overlays(
         axis.set_title(class_names[k], fontsize=8)
     for axis in axes:
         axis.axis("off")
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path, dpi: int = 90) -> pathlib.Path:
+    """Lay out, write (parent folders created) and close a matplotlib figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
     return path

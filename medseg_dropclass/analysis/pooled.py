@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from medseg_dropclass.analysis.report import finished_seeds, reference_arm
+from medseg_dropclass.analysis.report import finished_seeds, reference_arm, seed_cases, write_difference_figure
 from medseg_dropclass.analysis.statistics import BootstrapResult, _quiet, hierarchical_bootstrap, holm
 
 __all__ = [
@@ -27,13 +27,7 @@ COUNTS = ("TP", "FP", "FN")
 def case_counts(results: dict, arm: str, split: str, seeds: Optional[Sequence[int]] = None) -> np.ndarray:
     """``(S, N, K, 3)`` per-image TP, FP, FN of each class for ``seeds`` (default: the arm's finished seeds)."""
     names = results["class_names"]
-    rows = []
-    for seed in finished_seeds(results, arm) if seeds is None else seeds:
-        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
-        if entry is None:
-            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
-        cases = entry["summaries"][split]["metric_per_case"]
-        rows.append([[[case["metrics"][n][c] for c in COUNTS] for n in names] for case in cases])
+    rows = [[[[case["metrics"][n][c] for c in COUNTS] for n in names] for case in cases] for cases in seed_cases(results, arm, split, seeds)]
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -203,40 +197,9 @@ def write_pooled_report(
 
 
 def write_gain_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:
-    """Per-class pooled IoU difference (point and 95% interval) against training pixel share, log axis, a panel per split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names, share = results["class_names"], np.asarray(results["class_share"], dtype=np.float64)
-    splits = [s for s in results["splits"] if any(split == s for _, split in differences)]
-    arms = sorted({arm for arm, _ in differences}, key=list(results["arms"]).index)
-    figure, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.5), sharey=True, squeeze=False)
-    k = len(names)
-    for axis, split in zip(axes[0], splits):
-        for i, arm in enumerate(arms):
-            result = differences.get((arm, split))
-            if result is None:
-                continue
-            x = np.maximum(share, 1e-6) * (1 + 0.05 * (i - (len(arms) - 1) / 2))  # dodge
-            y = 100 * result.estimate[:k]
-            error = 100 * np.vstack([result.estimate[:k] - result.low[:k], result.high[:k] - result.estimate[:k]])
-            error = None if np.isnan(error).all() else np.nan_to_num(error)
-            axis.errorbar(x, y, yerr=error, fmt="o", capsize=2, alpha=0.85, label=f"{arm} - {reference_arm(results, arm)}")
-        axis.axhline(0, color="black", linewidth=0.8)
-        axis.set_xscale("log")
-        axis.set_xlabel("class share of training pixels (log)")
-        axis.set_title(f"split {split}")
-        bottom = axis.get_ylim()[0]
-        for c, name in enumerate(names):
-            axis.annotate(name, (max(share[c], 1e-6), bottom), fontsize=7, rotation=60, alpha=0.7, va="bottom")
-    axes[0][0].set_ylabel("pooled IoU difference, points (95% interval)")
-    axes[0][-1].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    """Per-class pooled IoU difference (points, 95% interval) against training pixel share, log axis, a panel per split."""
+    classes = range(len(results["class_names"]))
+    return write_difference_figure(results, differences, path, classes, scale=100.0, ylabel="pooled IoU difference, points (95% interval)")
 
 
 def write_similarity_figure(results: dict, arms: Sequence[str], path: pathlib.Path) -> pathlib.Path:
@@ -279,7 +242,7 @@ def write_gradcam_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medseg_dropclass.analysis.gradcam import class_gradcam
+    from medseg_dropclass.analysis.gradcam import class_gradcam, save_figure
 
     if display is None:
         shown = image.detach().float().cpu().numpy()
@@ -299,9 +262,4 @@ def write_gradcam_comparison(
             axis.set_title(f"{arm}: Grad-CAM {class_names[k]}", fontsize=8)
     for axis in axes.ravel():
         axis.axis("off")
-    figure.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -16,7 +16,7 @@ from medseg_dropclass.data.stats import RARE
 from medseg_dropclass.metrics import FREQUENCY_BINS
 
 __all__ = [
-    "COLLAPSE_DICE", "case_matrix", "finished_seeds", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
+    "COLLAPSE_DICE", "case_matrix", "seed_cases", "finished_seeds", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
     "collapse_events", "plain_summary", "validation_curves", "write_validation_figure", "write_report", "write_difference_figure",
 ]
 
@@ -44,15 +44,22 @@ def case_matrix(
     value); ``group``: only the cases whose reference file name contains that text (see :func:`case_groups`)."""
     names = results["class_names"]
     rows = []
-    for seed in finished_seeds(results, arm) if seeds is None else seeds:
-        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
-        if entry is None:
-            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
-        cases = entry["summaries"][split]["metric_per_case"]
+    for cases in seed_cases(results, arm, split, seeds):
         if group is not None:
             cases = [case for case in cases if group in pathlib.Path(case["reference"]).name]
         rows.append([[_value(case["metrics"][n][metric]) for n in names] for case in cases])
     return np.asarray(rows, dtype=np.float64)
+
+
+def seed_cases(results: dict, arm: str, split: str, seeds: Optional[Sequence[int]] = None) -> List[List[dict]]:
+    """Per seed (default: the arm's finished seeds), the ``metric_per_case`` entries of one arm on one split."""
+    out = []
+    for seed in finished_seeds(results, arm) if seeds is None else seeds:
+        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
+        if entry is None:
+            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
+        out.append(entry["summaries"][split]["metric_per_case"])
+    return out
 
 
 def _value(value) -> float:
@@ -403,31 +410,40 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
     return path
 
 
-def write_difference_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:
-    """Per-class Dice difference (point and 95% interval) against class share on a log axis, a panel per split."""
+def write_difference_figure(
+    results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path, classes: Optional[Sequence[int]] = None,
+    scale: float = 1.0, ylabel: str = "Dice difference (95% interval)",
+) -> pathlib.Path:
+    """Per-class difference (point and 95% interval, times ``scale``) against class share on a log axis, a panel per
+    split of ``differences`` (``{(arm, split): result}``); ``classes``: default the foreground classes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, share, splits = results["class_names"], results["class_share"], results["splits"]
+    names, share = results["class_names"], results["class_share"]
+    classes = list(range(1, len(names))) if classes is None else list(classes)
+    splits = [s for s in results["splits"] if any(split == s for _, split in differences)]
     arms = sorted({arm for arm, _ in differences}, key=list(results["arms"]).index)
+    x_share = np.array([max(share[k], 1e-6) for k in classes])
     figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.5), sharey=True, squeeze=False)
     for axis, split in zip(axes[0], splits):
         for i, arm in enumerate(arms):
-            result = differences[arm, split]
-            x = np.array([max(s, 1e-6) for s in share[1:]]) * (1 + 0.06 * (i - (len(arms) - 1) / 2))  # dodge
-            y = result.estimate[1:]
-            error = np.vstack([y - result.low[1:], result.high[1:] - y])
+            result = differences.get((arm, split))
+            if result is None:
+                continue
+            x = x_share * (1 + 0.06 * (i - (len(arms) - 1) / 2))  # dodge
+            y = scale * result.estimate[classes]
+            error = np.vstack([y - scale * result.low[classes], scale * result.high[classes] - y])
             error = None if np.isnan(error).all() else np.nan_to_num(error)
             axis.errorbar(x, y, yerr=error, fmt="o", capsize=2, label=f"{arm} - {reference_arm(results, arm)}", alpha=0.85)
         axis.axhline(0, color="black", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("class share of training pixels (log)")
         axis.set_title(f"split {split}")
-        for k, name in enumerate(names[1:], start=1):
-            axis.annotate(name, (max(share[k], 1e-6), axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
-    axes[0][0].set_ylabel("Dice difference (95% interval)")
+        for k, x in zip(classes, x_share):
+            axis.annotate(names[k], (x, axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
+    axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
