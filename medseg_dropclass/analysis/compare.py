@@ -176,12 +176,15 @@ def run_study(
     train: bool = True,
     eval_splits: Optional[Sequence[str]] = None,
     endpoint_classes: Optional[Sequence[str]] = None,
+    named_classes: Optional[Dict[str, Sequence[str]]] = None,
 ) -> dict:
     """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
 
     ``train=False`` collects the finished runs only (a report of a study in progress; nothing is trained).
     ``eval_splits``: the labelled splits scored, in-distribution first (default: every labelled split besides
-    ``training``); ``endpoint_classes``: the primary endpoint's classes by name (default: those under 1%).
+    ``training``); ``endpoint_classes``: the primary endpoint's classes by name (default: those under 1%);
+    ``named_classes``: further class names by the option that named them (e.g. ``--gradcam-classes``), checked
+    with the endpoint's before anything trains.
 
     Resumable: a finished (arm, seed) with the same configuration is reused from its ``result.json``;
     an interrupted one continues from its last epoch checkpoint (the bundle's resume handler); the
@@ -214,6 +217,10 @@ def run_study(
     unknown_classes = [name for name in endpoint_classes or [] if name not in class_names]
     if unknown_classes:
         raise ValueError(f"endpoint class(es) {unknown_classes} not in {class_names}")
+    for option, names in (named_classes or {}).items():
+        unknown_classes = sorted(set(names) - set(class_names))
+        if unknown_classes:
+            raise ValueError(f"{option}: class(es) {unknown_classes} not in {class_names}")
     val_interval = max(1, max_epochs // 10)
     results: dict = {
         "bundle": pathlib.Path(bundle).name, "dataset_dir": str(data), "class_names": class_names, "class_share": share,
@@ -393,6 +400,10 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     unknown = sorted({a for pair in contrasts for a in pair} - set(args.arms))
     if unknown:
         parser.error(f"--contrasts: arm(s) {unknown} not among --arms {args.arms}")
+    if not args.pooled_iou:
+        unused = [o for o, v in (("--similarity-pairs", pairs), ("--contrasts", contrasts), ("--gradcam-classes", args.gradcam_classes)) if v]
+        if unused:
+            parser.error(f"{', '.join(unused)}: only with --pooled-iou (they belong to the pooled-IoU report)")
     if args.pooled_iou and not args.endpoint_classes:
         parser.error("--pooled-iou needs --endpoint-classes (the primary endpoint's classes, named before the runs)")
     if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
@@ -408,6 +419,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         results = run_study(
             args.output_dir, args.arms, seeds, max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
             train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
+            named_classes={"--similarity-pairs": [c for pair in pairs for c in pair], "--gradcam-classes": args.gradcam_classes},
         )
     except ValueError as error:  # bad arguments or another study's folder: the message names it
         parser.error(str(error))
@@ -422,9 +434,6 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     if args.pooled_iou:
         from medseg_dropclass.analysis.pooled import write_pooled_report
 
-        unknown = sorted({c for pair in pairs for c in pair} - set(results["class_names"]))
-        if unknown:
-            parser.error(f"--similarity-pairs: class(es) {unknown} not in {results['class_names']}")
         pooled = write_pooled_report(results, args.output_dir, pairs, contrasts=contrasts)
         if args.gradcam_classes:
             figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)

@@ -108,10 +108,25 @@ def test_bad_arguments(capsys):
         (["--seed-ids", "1", "1"], "--seed-ids [1, 1]: distinct seeds >= 0"),
         (["--similarity-pairs", "Pole"], "--similarity-pairs 'Pole': expected A:B"),
         (["--contrasts", "dropclass:head_control"], "--contrasts: arm(s) ['head_control'] not among --arms"),
+        (["--gradcam-classes", "Pole"], "--gradcam-classes: only with --pooled-iou"),
     ):
         with pytest.raises(SystemExit):
             main(["compare", "--arms", "baseline", "dropclass", *argv])
         assert message in capsys.readouterr().err
+
+
+def test_misnamed_report_classes_fail_before_any_training(phantom2d, tmp_path, capsys):
+    """A typo in --gradcam-classes / --similarity-pairs is reported at once, not after the study has trained."""
+    common = ["compare", "--dataset-dir", str(phantom2d), "--output-dir", str(tmp_path / "out"), "--seeds", "1",
+              "--max-epochs", "1", "--pooled-iou", "--endpoint-classes", "lesion_a"]
+    for extra, message in (
+        (["--gradcam-classes", "lesion_a", "lesion_x"], "--gradcam-classes: class(es) ['lesion_x'] not in"),
+        (["--similarity-pairs", "lesion_a:organ_huge"], "--similarity-pairs: class(es) ['organ_huge'] not in"),
+    ):
+        with pytest.raises(SystemExit):
+            main([*common, *extra])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "baseline").exists()  # nothing trained
 
 
 def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
