@@ -403,11 +403,9 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
     axis.set_title(f"{arm}: validation Dice per class ({len(runs)} seeds)")
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    path = output_dir / f"validation_{arm}.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    from medseg_dropclass.analysis.gradcam import save_figure
+
+    return save_figure(figure, output_dir / f"validation_{arm}.png", dpi=100)
 
 
 def write_difference_figure(
@@ -445,7 +443,6 @@ def write_difference_figure(
             axis.annotate(names[k], (x, axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    from medseg_dropclass.analysis.gradcam import save_figure
+
+    return save_figure(figure, path, dpi=100)
