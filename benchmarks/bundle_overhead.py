@@ -12,6 +12,10 @@ Target (issue 15): ratio <= 1.15.
 
     python benchmarks/bundle_overhead.py                       # phantom2d_dropclass, DropClass arm, 20 epochs x 3
     python benchmarks/bundle_overhead.py --epochs 10 --repeats 2 --set val_interval=5
+    python benchmarks/bundle_overhead.py --profile-handlers    # and one more bundle run: seconds per handler
+
+``--profile-handlers`` adds one bundle run under ignite's ``HandlersTimeProfiler`` (trainer and evaluator) and
+prints the seconds each handler took in total, largest first: where the overhead goes.
 """
 
 import argparse
@@ -19,7 +23,7 @@ import json
 import statistics
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -30,8 +34,13 @@ def parsed(bundle: str, overrides: Dict):
     return bundle_parser(bundle, overrides)
 
 
-def bundle_run(bundle: str, overrides: Dict) -> float:
-    """Seconds of ``trainer.run()`` with every handler of the bundle attached (caching done before)."""
+def bundle_run(bundle: str, overrides: Dict, profile: Optional[List[Tuple[str, str, float]]] = None) -> float:
+    """Seconds of ``trainer.run()`` with every handler of the bundle attached (caching done before).
+
+    Given a list as ``profile``, the run is timed per handler (ignite's ``HandlersTimeProfiler`` on the trainer
+    and the evaluator) and ``(engine, handler, seconds)`` rows are appended to it.
+    """
+    from ignite.handlers import HandlersTimeProfiler
     from monai.utils import set_determinism
 
     parser = parsed(bundle, overrides)
@@ -40,9 +49,20 @@ def bundle_run(bundle: str, overrides: Dict) -> float:
     set_determinism(seed=int(parser.get("seed")))
     for handler in handlers:
         handler.attach(trainer)
+    profilers = {}
+    if profile is not None:
+        profilers = {"trainer": HandlersTimeProfiler(), "evaluator": HandlersTimeProfiler()}
+        profilers["trainer"].attach(trainer)
+        profilers["evaluator"].attach(parser.get_parsed_content("validate#evaluator"))
     start = time.perf_counter()
     trainer.run()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    for engine, profiler in profilers.items():
+        for row in profiler.get_results():
+            name, event, total = str(row[0]), str(row[1]), row[2]
+            if isinstance(total, float) and name not in ("Total",):
+                profile.append((engine, f"{name} ({event})" if event != "None" else name, total))
+    return seconds
 
 
 def bare_run(bundle: str, overrides: Dict) -> float:
@@ -82,6 +102,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="the baseline arm (default: the DropClass arm)")
+    parser.add_argument("--profile-handlers", action="store_true", help="one more bundle run, timed per handler")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="bundle overrides, e.g. val_interval=5")
     args = parser.parse_args()
     extra = {}
@@ -107,6 +128,14 @@ def main() -> None:
           f"{'baseline' if args.baseline else 'DropClass'} arm, {args.epochs} epochs, val_interval {probe.get('val_interval')}")
     print(f"bundle {bundle_s:.1f} s ({images / bundle_s:.1f} images/s), bare loop {bare_s:.1f} s ({images / bare_s:.1f} images/s)")
     print(f"ratio bundle/bare: {bundle_s / bare_s:.3f} (target <= 1.15)")
+    if args.profile_handlers:
+        rows: List[Tuple[str, str, float]] = []
+        with tempfile.TemporaryDirectory(prefix="bundle_overhead_") as work:
+            total = bundle_run(args.bundle, {"max_epochs": args.epochs, "dropclass": not args.baseline, **extra,
+                                             "output_dir": f"{work}/profiled"}, rows)
+        print(f"profiled bundle run: {total:.1f} s; seconds per handler (HandlersTimeProfiler), largest first:")
+        for engine, name, seconds in sorted(rows, key=lambda row: -row[2]):
+            print(f"  {seconds:8.2f}  {engine:<9} {name}")
 
 
 if __name__ == "__main__":

@@ -100,7 +100,9 @@ class DropClassHead(nn.Module):
             ``w_z`` down is what collapses a class.
         fused: the train path with batch norm: ``True`` the fused chunked function
             (:mod:`medseg_dropclass.fused`), ``False`` plain autograd, ``None`` (default) fused only on the
-            devices where it was measured faster (:data:`~medseg_dropclass.fused.FUSED_DEVICE_TYPES`: CPU).
+            devices where it was measured faster (:data:`~medseg_dropclass.fused.FUSED_DEVICE_TYPES`: CPU) and for
+            at most :data:`~medseg_dropclass.fused.FUSED_MAX_CHANNELS` input channels (wider heads, e.g. HRNet's 240,
+            train faster through plain autograd, which stores more: ``fused=True`` keeps the memory low).
             Both give the same values and gradients to float rounding.
 
     Forward:
@@ -177,8 +179,9 @@ class DropClassHead(nn.Module):
 
     @torch.jit.unused
     def use_fused(self, x: torch.Tensor) -> bool:
-        """Whether this train step takes the fused path (``fused``, or by ``x``'s device when ``fused`` is None)."""
-        return fused_is_faster_on(x.device) if self.fused is None else bool(self.fused)
+        """Whether this train step takes the fused path (``fused``, or by ``x``'s device and the channel count when
+        ``fused`` is None)."""
+        return fused_is_faster_on(x.device, self.in_channels) if self.fused is None else bool(self.fused)
 
     @torch.jit.unused
     def fused_train_forward(self, x: torch.Tensor, scale: torch.Tensor, drop_class: Optional[int]) -> DropClassOutput:

@@ -1,7 +1,7 @@
 """Confusion matrix -> per-class IoU and Dice (``ignore_index`` pixels excluded), and the nnU-Net-style
 per-case summary that every evaluation of the project reports (bundle evaluate, demo, compare)."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 

@@ -4,6 +4,8 @@ from typing import Dict, Sequence
 
 import torch
 
+from medseg_dropclass.figures import save_figure
+
 __all__ = ["class_weight_similarity", "similarity_summary", "similarity_figure", "save_similarity_heatmap"]
 
 
@@ -56,9 +58,6 @@ def similarity_figure(similarity: torch.Tensor, class_names: Sequence[str], titl
 
 def save_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str], path: str, title: str = "") -> str:
     """Write the ``(K, K)`` similarity matrix as an annotated heatmap PNG."""
-    import matplotlib.pyplot as plt
-
     figure = similarity_figure(similarity, class_names, title)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
     return path

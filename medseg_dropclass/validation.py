@@ -2,7 +2,7 @@
 
 import math
 import os
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import torch
 

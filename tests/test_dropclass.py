@@ -292,9 +292,11 @@ def copy_of(module):
 
 
 def test_the_fused_path_is_the_default_only_where_it_was_measured_faster(monkeypatch):
-    from medseg_dropclass.fused import fused_is_faster_on
+    from medseg_dropclass.fused import FUSED_MAX_CHANNELS, fused_is_faster_on
 
     assert fused_is_faster_on(torch.device("cpu")) and not fused_is_faster_on(torch.device("cuda", 0))
+    assert fused_is_faster_on("cpu", FUSED_MAX_CHANNELS) and not fused_is_faster_on("cpu", FUSED_MAX_CHANNELS + 1)
+    assert not fused_is_faster_on("cuda", 8)
     calls = []
 
     def fused_train_forward(self, x, scale, drop_class):
@@ -309,3 +311,12 @@ def test_the_fused_path_is_the_default_only_where_it_was_measured_faster(monkeyp
         head.fused = fused
         head(x, drop_class=1)
         assert calls == expected, fused
+    # a wide head (above FUSED_MAX_CHANNELS) takes plain autograd by default, the fused path when asked
+    wide = DropClassHead(2, FUSED_MAX_CHANNELS + 1, 3).train()
+    x_wide = torch.randn(2, FUSED_MAX_CHANNELS + 1, 4, 4)
+    calls.clear()
+    out = wide(x_wide, drop_class=1)
+    assert calls == [] and out.logits.shape == (2, 3, 4, 4)
+    wide.fused = True
+    wide(x_wide, drop_class=1)
+    assert calls == [True]

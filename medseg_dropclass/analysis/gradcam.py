@@ -13,8 +13,9 @@ import torch
 from torch.nn import functional as F
 
 from medseg_dropclass.validation import interpolation_mode
+from medseg_dropclass.figures import save_figure
 
-__all__ = ["class_gradcam", "save_gradcam_overlays", "save_figure"]
+__all__ = ["class_gradcam", "save_gradcam_overlays"]
 
 
 def class_gradcam(network: torch.nn.Module, image: torch.Tensor, class_index: int, layer: Optional[torch.nn.Module] = None) -> torch.Tensor:
@@ -85,15 +86,3 @@ def save_gradcam_overlays(
     for axis in axes:
         axis.axis("off")
     return save_figure(figure, path)
-
-
-def save_figure(figure, path, dpi: int = 90) -> pathlib.Path:
-    """Lay out, write (parent folders created) and close a matplotlib figure; returns the path."""
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
-    return path

@@ -9,12 +9,16 @@ like a whole road). Reads what :func:`medseg_dropclass.analysis.compare.run_stud
 
 import math
 import pathlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from medseg_dropclass.analysis.report import finished_seeds, reference_arm, seed_cases, write_difference_figure
 from medseg_dropclass.analysis.statistics import BootstrapResult, _quiet, hierarchical_bootstrap, holm
+from medseg_dropclass.figures import save_figure
+
+if TYPE_CHECKING:  # the Grad-CAM figure's annotations only; torch is imported where it runs
+    import torch
 
 __all__ = [
     "case_counts", "pooled_iou", "endpoint_classes", "pooled_per_class", "pooled_endpoint", "pooled_differences",
@@ -221,9 +225,7 @@ def write_similarity_figure(results: dict, arms: Sequence[str], path: pathlib.Pa
         axis.set_yticklabels(names, fontsize=7)
         axis.set_title(f"{arm} ({len(seeds)} seeds)", fontsize=9)
     figure.colorbar(shown, ax=list(axes[0]), fraction=0.02)
-    figure.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, bbox_tight=True)
 
 
 def write_gradcam_comparison(
@@ -242,7 +244,7 @@ def write_gradcam_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medseg_dropclass.analysis.gradcam import class_gradcam, save_figure
+    from medseg_dropclass.analysis.gradcam import class_gradcam
 
     if display is None:
         shown = image.detach().float().cpu().numpy()

@@ -13,6 +13,7 @@ import numpy as np
 
 from medseg_dropclass.analysis.statistics import BootstrapResult, clopper_pearson, hierarchical_bootstrap, holm, seed_mean
 from medseg_dropclass.data.stats import RARE
+from medseg_dropclass.figures import save_figure
 from medseg_dropclass.metrics import FREQUENCY_BINS
 
 __all__ = [
@@ -219,7 +220,6 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
     arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
     seeds = results["seeds"]
-    rare = rare_classes(results)
     shifted = shifted_split(results)
     one_seed = len(seeds) < 2
     lines = [f"# {title}", ""] + plain_summary(results) + [""]
@@ -239,7 +239,6 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
             f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(finished_seeds(results, arm))} "
             f"| {reference_arm(results, arm) if reference_arm(results, arm) != arm else '-'} | {entry.get('drop_sequence', 'own stream')} |"
         )
-    rare_names = ", ".join(names[k] for k in rare) or "none"
     lines += ["", "## Primary endpoint", ""]
     lines.append(
         f"{rare_classes_text(results)}. Endpoint, stated before the runs: the mean rare-class "
@@ -403,7 +402,6 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
     axis.set_title(f"{arm}: validation Dice per class ({len(runs)} seeds)")
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7, loc="lower right")
-    from medseg_dropclass.analysis.gradcam import save_figure
 
     return save_figure(figure, output_dir / f"validation_{arm}.png", dpi=100)
 
@@ -443,6 +441,5 @@ def write_difference_figure(
             axis.annotate(names[k], (x, axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
-    from medseg_dropclass.analysis.gradcam import save_figure
 
     return save_figure(figure, path, dpi=100)

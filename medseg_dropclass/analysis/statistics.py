@@ -9,7 +9,7 @@
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Sequence, Tuple
+from typing import Callable, Mapping, Sequence, Tuple
 
 import numpy as np
 from scipy import stats

@@ -8,6 +8,7 @@ import torch
 from tqdm import tqdm
 
 from medseg_dropclass.data.transforms import DatasetError, source_name
+from medseg_dropclass.figures import save_figure
 from medseg_dropclass.validation import check_label_values
 
 __all__ = ["count_classes", "class_share", "neighbour_cooccurrence", "host_weights", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]
@@ -119,9 +120,7 @@ def write_class_statistics(rows: List[Dict[str, object]], output_dir: str, title
     axis.set_ylabel("share of labelled voxels (%)")
     axis.set_title(title)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(paths["png"], dpi=100)
-    plt.close(figure)
+    save_figure(figure, paths["png"], dpi=100)
     return paths
 
 

@@ -52,7 +52,7 @@ def test_primary_endpoint_and_report_values(tmp_path):
     assert collapse_events(results, "dropclass") == (1, 5, ["seed 2: lesion"])
     report = write_report(results, str(tmp_path), n_resamples=200).read_text()
     assert "| dropclass | 1 / 5 | [0.01, 0.72] | seed 2: lesion |" in report  # Clopper-Pearson of 1/5
-    assert f"| dropclass | " in report and f"{expected:+.3f} [" in report
+    assert "| dropclass | " in report and f"{expected:+.3f} [" in report
     assert (tmp_path / "delta_dice_vs_share.png").stat().st_size > 5000
     assert report.splitlines()[2].startswith("**Rare classes** (lesion;")
 
