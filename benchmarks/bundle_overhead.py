@@ -60,7 +60,7 @@ def bundle_run(bundle: str, overrides: Dict, profile: Optional[List[Tuple[str, s
     for engine, profiler in profilers.items():
         for row in profiler.get_results():
             name, event, total = str(row[0]), str(row[1]), row[2]
-            if isinstance(total, float) and name not in ("Total",):
+            if isinstance(total, float) and name != "Total":  # "not triggered" handlers have no float
                 profile.append((engine, f"{name} ({event})" if event != "None" else name, total))
     return seconds
 
@@ -112,13 +112,12 @@ def main() -> None:
             extra[key] = json.loads(value)
         except json.JSONDecodeError:
             extra[key] = value
+    run_overrides = {"max_epochs": args.epochs, "dropclass": not args.baseline, **extra}
     times: Dict[str, List[float]] = {"bundle": [], "bare": []}
     with tempfile.TemporaryDirectory(prefix="bundle_overhead_") as work:
         for repeat in range(args.repeats):
             for name, run in (("bundle", bundle_run), ("bare", bare_run)):
-                overrides = {"max_epochs": args.epochs, "dropclass": not args.baseline, **extra,
-                             "output_dir": f"{work}/{name}{repeat}"}
-                times[name].append(run(args.bundle, overrides))
+                times[name].append(run(args.bundle, {**run_overrides, "output_dir": f"{work}/{name}{repeat}"}))
                 print(f"  {name:<6} run {repeat + 1}: {times[name][-1]:.1f} s", flush=True)
     probe = parsed(args.bundle, {"max_epochs": args.epochs, **extra})
     images = args.epochs * len(probe.get_parsed_content("train_datalist")) // int(probe.get("batch_size")) * int(probe.get("batch_size"))
@@ -131,8 +130,7 @@ def main() -> None:
     if args.profile_handlers:
         rows: List[Tuple[str, str, float]] = []
         with tempfile.TemporaryDirectory(prefix="bundle_overhead_") as work:
-            total = bundle_run(args.bundle, {"max_epochs": args.epochs, "dropclass": not args.baseline, **extra,
-                                             "output_dir": f"{work}/profiled"}, rows)
+            total = bundle_run(args.bundle, {**run_overrides, "output_dir": f"{work}/profiled"}, rows)
         print(f"profiled bundle run: {total:.1f} s; seconds per handler (HandlersTimeProfiler), largest first:")
         for engine, name, seconds in sorted(rows, key=lambda row: -row[2]):
             print(f"  {seconds:8.2f}  {engine:<9} {name}")

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from medseg_dropclass.validation import interpolation_mode
 from medseg_dropclass.figures import save_figure
+from medseg_dropclass.validation import interpolation_mode
 
 __all__ = ["class_gradcam", "save_gradcam_overlays"]
 

@@ -402,7 +402,6 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
     axis.set_title(f"{arm}: validation Dice per class ({len(runs)} seeds)")
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7, loc="lower right")
-
     return save_figure(figure, output_dir / f"validation_{arm}.png", dpi=100)
 
 
@@ -441,5 +440,4 @@ def write_difference_figure(
             axis.annotate(names[k], (x, axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
-
     return save_figure(figure, path, dpi=100)
