@@ -29,7 +29,7 @@ import torch
 
 
 def parsed(bundle: str, overrides: Dict):
-    from medseg_dropclass.analysis.compare import bundle_parser
+    from medseg_dropclass.engine.bundles import bundle_parser
 
     return bundle_parser(bundle, overrides)
 

@@ -1,5 +1,7 @@
 """``python -m medseg_dropclass <command>``: a thin command line over the package."""
 
+import os
+import pathlib
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -37,33 +39,61 @@ def _split_configs(argv: List[str]) -> Tuple[str, List[str], List[str]]:
 
 
 def run_main(argv: List[str]) -> None:
-    """``run BUNDLE [CONFIG ...] --key value``: MONAI's ``run`` on the merged configs; overrides as MONAI parses them."""
-    import fire
+    """``run BUNDLE [CONFIG ...] --key value``: MONAI's ``run`` on the merged configs.
 
-    from medseg_dropclass.engine.bundles import run_bundle
+    Every value is a literal (never evaluated), every key must be one the configs have, ``--args_file FILE``
+    reads more ``key: value`` pairs from a JSON file (the command line wins); ``--help`` lists the keys and runs nothing.
+    """
+    import json
+
+    from medseg_dropclass.engine.bundles import run_bundle, run_help
+    from medseg_dropclass.engine.config_values import ConfigKeyError, parse_cli_overrides
 
     bundle, configs, rest = _split_configs(argv)
+    if any(word in ("-h", "--help") for word in rest):
+        print(run_help(bundle, *configs))
+        return
     try:
-        fire.Fire(lambda **overrides: run_bundle(bundle, *configs, **overrides), command=rest, name="run")
+        overrides = parse_cli_overrides(rest)
+        args_file = overrides.pop("args_file", None)
+        if args_file is not None:
+            try:
+                loaded = json.loads(pathlib.Path(str(args_file)).read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise ValueError(f"{args_file}: cannot be read as a JSON object of overrides ({error})") from error
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{args_file}: a JSON object of overrides expected, got {type(loaded).__name__}")
+            overrides = {**loaded, **overrides}
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        run_bundle(bundle, *configs, **overrides)
+    except ConfigKeyError as error:
+        print(f"error: {error}\n(python -m medseg_dropclass run {bundle} {' '.join(configs)} --help lists the keys)", file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
         named = _named_error(error)
         if named is None:
             raise
-        import traceback
+        if os.environ.get("MEDSEG_DROPCLASS_DEBUG"):
+            import traceback
 
-        traceback.print_exc()
+            traceback.print_exc()
         print(f"\nerror: {named}", file=sys.stderr)  # the cause, last, not MONAI's "Failed to instantiate ..." wrapper
         sys.exit(1)
 
 
 def _named_error(error: BaseException) -> Optional[BaseException]:
-    """The project's own error (naming the file, iteration or checkpoint) in an exception's cause chain."""
+    """The project's own error (naming the file, iteration, checkpoint or folder) in an exception's cause chain."""
     from medseg_dropclass.data.transforms import DatasetError
     from medseg_dropclass.engine import CheckpointError, NonFiniteLossError
+    from medseg_dropclass.engine.run_lock import FolderLockedError
+    from medseg_dropclass.validation import InputError
 
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (DatasetError, NonFiniteLossError, CheckpointError)):
+        if isinstance(error, (DatasetError, NonFiniteLossError, CheckpointError, FolderLockedError, InputError)):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
@@ -96,6 +126,8 @@ def check_data_main(argv: List[str]) -> None:
     parser.add_argument("dataset_dir")
     args = parser.parse_args(argv)
     report = check_dataset(args.dataset_dir)
+    for line in report.get("warnings", []):
+        print(f"warning: {line}", file=sys.stderr)
     if report["problems"]:
         print(f"{len(report['problems'])} problem(s) in {args.dataset_dir}:", file=sys.stderr)
         for line in report["problems"]:
@@ -103,7 +135,8 @@ def check_data_main(argv: List[str]) -> None:
         sys.exit(1)
     info = report["info"]
     print(f"{info.path}: {', '.join(f'{split} {n}' for split, n in report['cases'].items())} case(s); "
-          f"{info.spatial_dims}D, {info.num_channels} channel(s), {info.num_classes} classes: all files fine")
+          f"{info.spatial_dims or '?'}D, {info.num_channels} channel(s), {info.num_classes} classes: all files fine"
+          + (f" ({len(report['warnings'])} warning(s) above)" if report.get("warnings") else ""))
     counts = decathlon_class_counts(info.path)["counts"]
     for row in class_table(counts, info.class_names):
         print(f"  {row['class_id']:>3} {row['name']:<24} {100 * row['share']:9.4f}% {row['flag']}")

@@ -19,7 +19,8 @@ DEMO_ARMS = ("baseline", "dropclass")
 
 def run_demo(output_dir: str = "outputs/demo", max_epochs: Optional[int] = None, seed: int = 0, figures: bool = True) -> pathlib.Path:
     """Train, evaluate and report both arms (``max_epochs``: the bundle's budget unless given); return ``report.md``."""
-    from medseg_dropclass.analysis.compare import bundle_parser, run_study, write_figures, write_report
+    from medseg_dropclass.analysis.compare import run_study, write_figures, write_report
+    from medseg_dropclass.engine.bundles import bundle_parser
 
     if max_epochs is None:
         max_epochs = int(bundle_parser("phantom2d_dropclass", {}).get("max_epochs"))

@@ -146,6 +146,8 @@ def export_main(argv: Optional[List[str]] = None) -> None:
     import sys
 
     from medseg_dropclass.engine.bundles import find_bundle, inference_parser, load_weights
+    from medseg_dropclass.engine.checkpoints import CheckpointError
+    from medseg_dropclass.engine.config_values import Expression
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
@@ -158,8 +160,12 @@ def export_main(argv: Optional[List[str]] = None) -> None:
     if not checkpoint.is_file():
         print(f"error: {checkpoint}: no such checkpoint (train the bundle or pass --ckpt)", file=sys.stderr)
         sys.exit(1)
-    config = inference_parser(root, device="$torch.device('cpu')")
-    network = load_weights(config.get_parsed_content("network_def"), checkpoint)
+    config = inference_parser(root, device=Expression("$torch.device('cpu')"))
+    try:
+        network = load_weights(config.get_parsed_content("network_def"), checkpoint)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     meta = config.get("_meta_#network_data_format#inputs#image")
     shape = (1, int(meta["num_channels"]), *[int(s) for s in meta["spatial_shape"]])
     output = pathlib.Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[args.format])

@@ -28,7 +28,8 @@ def evaluate_model(bundle: str, checkpoint: str, dataset_dir: Optional[str], spl
     """Evaluate ``checkpoint`` with the bundle's ``evaluate`` config on every labelled split (or ``splits``).
 
     Returns a ``results.json``-like dict with one arm, ``model``, of one seed, so the study's statistics apply."""
-    from medseg_dropclass.analysis.compare import bundle_parser, evaluate_run, evaluation_splits
+    from medseg_dropclass.analysis.compare import evaluate_run, evaluation_splits
+    from medseg_dropclass.engine.bundles import bundle_parser
     from medseg_dropclass.data import decathlon_class_counts
 
     overrides = {"dataset_dir": str(pathlib.Path(dataset_dir).resolve())} if dataset_dir else {}

@@ -24,6 +24,7 @@ import torch
 __all__ = ["OUTPUT_FORMATS", "OnnxNetwork", "PredictionInputs", "predict", "predict_main"]
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
+STREAM_ABOVE_VOXELS = 2**24  # 16.8 M voxels (256^3): larger cases are segmented slab by slab
 
 
 class OnnxNetwork(torch.nn.Module):
@@ -130,10 +131,15 @@ def predict(
     progress: bool = True,
     series_uid: Optional[str] = None,
     output_format: str = "nifti",
+    stream_above: int = STREAM_ABOVE_VOXELS,
 ) -> Dict[str, object]:
     """Segment every image of ``source`` (a file, a folder, a JSON datalist or a folder holding a DICOM series)
     into ``output_dir``; with ``output_format="dicom-seg"`` a DICOM series also gets ``<name>_seg.dcm``, a DICOM
     SEG over its slices. The cases, output names, preprocessing and inferer are those of the bundle's ``inference.yaml``.
+    A case of more than ``stream_above`` voxels given to a sliding-window bundle is segmented slab by slab
+    (:class:`~medseg_dropclass.engine.inferers.SlabArgmaxInferer`: the class map and one slab of scores in memory,
+    progress over the windows); its class map goes back to the input grid by nearest neighbour (smaller cases: the
+    class scores are resampled, then argmaxed; identical where the preprocessing does not resample).
 
     Returns ``{"cases": number of cases, "written": [output files], "failed": {input: message}}``.
 
@@ -144,23 +150,25 @@ def predict(
     """
     from medseg_dropclass.engine.bundles import find_bundle, inference_parser, load_weights
 
+    from medseg_dropclass.validation import MissingFileError, require_checkpoint, require_file
+
     if backend not in ("torch", "onnxruntime"):
         raise ValueError(f"backend {backend!r}: use 'torch' or 'onnxruntime'")
     root = find_bundle(bundle)
     parser = inference_parser(root, output_dir=str(output_dir), input=str(source), overwrite=overwrite, series_uid=series_uid,
                               output_format=output_format)
     device = parser.get_parsed_content("device")
-    if backend == "torch":
+    if backend == "torch":  # the model is checked before any case is read
         checkpoint = pathlib.Path(ckpt) if ckpt else root / "models" / "model.pt"
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"{checkpoint}: no such checkpoint (train the bundle, or pass --ckpt)")
+        require_checkpoint(str(checkpoint))
         network = load_weights(parser.get_parsed_content("network_def").to(device), checkpoint, device)
     else:
-        if model is None or not pathlib.Path(model).is_file():
-            raise FileNotFoundError(f"{model}: no such ONNX model (export one with `python -m medseg_dropclass export --format onnx`)")
+        if model is None:
+            raise MissingFileError("--backend onnxruntime needs --model FILE.onnx (export one with `python -m medseg_dropclass export --format onnx`)")
+        require_file(str(model), "ONNX model")
         network, device = OnnxNetwork(model), torch.device("cpu")
     network.eval()
-    return _predict_items(parser, network, device, str(output_dir), progress)
+    return _predict_items(parser, network, device, str(output_dir), progress, stream_above)
 
 
 def _parsed(parser, key: str):
@@ -169,19 +177,22 @@ def _parsed(parser, key: str):
     try:
         return parser.get_parsed_content(key)
     except RuntimeError as error:
-        cause: BaseException = error
-        while cause.__cause__ is not None:
+        cause: Optional[BaseException] = error.__cause__
+        while cause is not None:  # the outermost error of the input itself, below MONAI's wrappers
+            if isinstance(cause, (FileNotFoundError, FileExistsError, ValueError, PermissionError)):
+                raise cause from None
             cause = cause.__cause__
-        if isinstance(cause, (FileNotFoundError, FileExistsError, ValueError)):
-            raise cause from None
         raise
 
 
-def _predict_items(parser, network, device, output_dir: str, progress: bool) -> Dict[str, object]:
+def _predict_items(parser, network, device, output_dir: str, progress: bool, stream_above: int) -> Dict[str, object]:
     from monai.data import MetaTensor
+    from monai.inferers import SlidingWindowInferer
     from tqdm import tqdm
 
     from medseg_dropclass.data.transforms import find_dataset_error
+    from medseg_dropclass.engine.inferers import SlabArgmaxInferer
+    from medseg_dropclass.engine.run_lock import folder_lock
 
     cases: PredictionInputs = _parsed(parser, "cases")
     names = _parsed(parser, "output_names")
@@ -189,29 +200,34 @@ def _predict_items(parser, network, device, output_dir: str, progress: bool) -> 
     transforms = preprocessing.transforms("inference")
     postprocessing = preprocessing.postprocessing("inference", output_dir, names)
     inferer = parser.get_parsed_content("inferer")
+    slab = SlabArgmaxInferer.like(inferer, progress=progress) if isinstance(inferer, SlidingWindowInferer) else None
+    slab_postprocessing = preprocessing.postprocessing("inference", output_dir, names, class_map=True) if slab else None
     class_names, algorithm = parser.get_parsed_content("class_names"), (str(parser.get("_meta_#name")), str(parser.get("_meta_#version")))
     written, failed = [], {}
-    for item in tqdm(cases.items, desc="predict", unit="case", disable=not progress):
-        source_file = item["image"]
-        targets = [pathlib.Path(output_dir) / f"{names[source_file]}_seg{preprocessing.output_extension}"]
-        if cases.output_format == "dicom-seg":
-            targets.append(pathlib.Path(output_dir) / f"{names[source_file]}_seg.dcm")
-        try:
-            data = transforms(dict(item))
-            image = data["image"]
-            with torch.no_grad():
-                logits = inferer(image.unsqueeze(0).to(device), network)[0]
-            data["pred"] = MetaTensor(logits.cpu(), meta=image.meta, applied_operations=image.applied_operations)
-            postprocessing(data)
-            if len(targets) > 1:
-                cases.write_dicom_seg(source_file, str(targets[0]), str(targets[1]), class_names, *algorithm)
-            written.extend(str(t) for t in targets)
-        except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
-            named = find_dataset_error(error) or error
-            failed[source_file] = f"{type(named).__name__}: {named}"
-            for target in targets:
-                if target.exists():
-                    target.unlink()  # nothing half-written stays behind (existing outputs were refused before the run)
+    with folder_lock(output_dir):  # one writer per output folder, taken once the outputs are known to be writable
+        for item in tqdm(cases.items, desc="predict", unit="case", disable=not progress):
+            source_file = item["image"]
+            targets = [pathlib.Path(output_dir) / f"{names[source_file]}_seg{preprocessing.output_extension}"]
+            if cases.output_format == "dicom-seg":
+                targets.append(pathlib.Path(output_dir) / f"{names[source_file]}_seg.dcm")
+            try:
+                data = transforms(dict(item))
+                image = data["image"]
+                large = slab is not None and image[0].numel() > stream_above
+                with torch.no_grad():  # a large volume: slab by slab to its class map (memory: the map and one slab of scores)
+                    prediction = (slab if large else inferer)(image.unsqueeze(0).to(device), network)[0]
+                data["pred"] = MetaTensor(prediction.cpu(), meta=image.meta, applied_operations=image.applied_operations)
+                del prediction
+                (slab_postprocessing if large else postprocessing)(data)
+                if len(targets) > 1:
+                    cases.write_dicom_seg(source_file, str(targets[0]), str(targets[1]), class_names, *algorithm)
+                written.extend(str(t) for t in targets)
+            except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
+                named = find_dataset_error(error) or error
+                failed[source_file] = f"{type(named).__name__}: {named}"
+                for target in targets:
+                    if target.exists():
+                        target.unlink()  # nothing half-written stays behind (existing outputs were refused before the run)
     return {"cases": len(cases.items), "written": written, "failed": failed}
 
 
@@ -229,11 +245,15 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nifti", dest="output_format",
                         help="dicom-seg: also a DICOM Segmentation object over the input DICOM series (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (an input is never replaced)")
+    parser.add_argument("--stream-above", type=int, default=STREAM_ABOVE_VOXELS, metavar="VOXELS",
+                        help="cases larger than this are segmented slab by slab, keeping only the class map (default: %(default)s)")
     args = parser.parse_args(argv)
+    from medseg_dropclass.engine import CheckpointError, FolderLockedError
+
     try:
         result = predict(args.bundle, args.input, args.output, args.ckpt, args.backend, args.model, args.overwrite,
-                         series_uid=args.series_uid, output_format=args.output_format)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:  # DatasetError is a ValueError
+                         series_uid=args.series_uid, output_format=args.output_format, stream_above=args.stream_above)
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError, FolderLockedError) as error:  # DatasetError, InputError: ValueErrors
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"{result['cases'] - len(result['failed'])} of {result['cases']} case(s) written to {args.output}")

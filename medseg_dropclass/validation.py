@@ -8,8 +8,17 @@ import torch
 
 __all__ = [
     "INTERPOLATION_MODES", "interpolation_mode", "check_num_classes", "check_label_values", "nanmean",
-    "require_file", "require_dir", "check_types", "check_batches",
+    "require_file", "require_dir", "require_checkpoint", "require_spatial_dims", "check_types", "check_batches",
+    "InputError", "MissingFileError", "check_output_file", "check_writable_folder",
 ]
+
+
+class InputError(ValueError):
+    """A file or folder the user named cannot serve: the message starts with its path and says what is wrong."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file the user named does not exist."""
 
 # torch's linear interpolation mode per spatial dimension count
 INTERPOLATION_MODES = ("linear", "bilinear", "trilinear")
@@ -58,10 +67,79 @@ def nanmean(values: Iterable[float]) -> float:
 
 
 def require_file(path: str, what: str) -> str:
-    """``path`` if it is a file, else ``FileNotFoundError`` naming ``what`` and ``path``."""
+    """``path`` if it is a file, else :class:`MissingFileError` (a ``FileNotFoundError``) naming ``what`` and ``path``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path!r} does not exist")
+        raise MissingFileError(f"{path}: no such {what}")
     return path
+
+
+def require_checkpoint(path: str, what: str = "checkpoint") -> str:
+    """``path`` if it is a PyTorch checkpoint that loads with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: no such file (with a hint when it is a training run's ``model.pt``), or a file that is not
+            a checkpoint holding tensors and plain values.
+    """
+    from medseg_dropclass.engine.checkpoints import CheckpointError, read_checkpoint
+
+    if not os.path.isfile(path):
+        hint = ""
+        if os.path.basename(path) == "model.pt" and os.path.isdir(os.path.dirname(path) or "."):
+            hint = (" (training writes model.pt at a validation with a finite metric, every val_interval epochs; pass "
+                    "--ckpt_path <run>/checkpoints/checkpoint_epoch=N.pt to use the last epoch instead)")
+        raise CheckpointError(f"{path}: no such {what}{hint}")
+    read_checkpoint(path)
+    return path
+
+
+def require_spatial_dims(spatial_dims: Optional[int], dataset_json: Any) -> int:
+    """``spatial_dims`` (2 or 3) from a ``dataset.json``'s ``tensorImageSize`` or an override, else a
+    :class:`~medseg_dropclass.data.transforms.DatasetError` saying what to pass."""
+    from medseg_dropclass.data.transforms import DatasetError
+
+    if spatial_dims in (1, 2, 3):
+        return int(spatial_dims)
+    raise DatasetError(
+        f"{dataset_json}: no 'tensorImageSize' (\"2D\" or \"3D\"), so the image dimensions are unknown; add it to the file "
+        f"or pass --spatial_dims 2 (or 3)" if spatial_dims is None else f"{dataset_json}: spatial_dims={spatial_dims!r}; use 2 or 3"
+    )
+
+
+def check_output_file(path: str, inputs: Iterable[str] = (), overwrite: bool = False) -> str:
+    """Refuse an output ``path`` before anything is computed: one that is an input, a symbolic link (never written
+    through), an existing file without ``overwrite``, or in a folder that cannot be created or written.
+
+    Raises:
+        InputError: naming ``path`` and the problem.
+    """
+    real = os.path.realpath(path)
+    if any(real == os.path.realpath(i) for i in inputs):
+        raise InputError(f"{path}: is the input file; choose another output")
+    if os.path.islink(path):
+        raise InputError(f"{path}: is a symbolic link (to {os.readlink(path)}); refusing to write through it")
+    if os.path.exists(path) and not overwrite:
+        raise InputError(f"{path}: exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    check_writable_folder(folder)
+    return path
+
+
+def check_writable_folder(folder: str) -> str:
+    """``folder`` if it exists (or can be created) and this process can write into it, else :class:`InputError`."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{folder}: the output folder cannot be created ({error.strerror})") from error
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: is not a folder")
+    try:  # a real write: permissions, read-only mounts and ACLs alike
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InputError(f"{folder}: the output folder is not writable ({error.strerror})") from error
+    return folder
 
 
 def require_dir(path: str, what: str, must_contain: Optional[str] = None) -> str:

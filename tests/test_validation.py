@@ -41,7 +41,7 @@ def test_check_batches_and_required_paths(tmp_path):
     assert check_batches(8, 8)
     with pytest.raises(ValueError, match=r"has 3 sample\(s\), fewer than batch_size=4"):
         check_batches(3, 4)
-    with pytest.raises(FileNotFoundError, match=r"checkpoint '.*nope.pt' does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nope.pt: no such checkpoint"):
         require_file(str(tmp_path / "nope.pt"), "checkpoint")
     with pytest.raises(FileNotFoundError, match=r"dataset_dir '.*' has no dataset.json"):
         require_dir(str(tmp_path), "dataset_dir", "dataset.json")

@@ -21,12 +21,16 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from medseg_dropclass.engine.bundles import config_files, find_bundle, run_bundle
-from medseg_dropclass.engine.checkpoints import latest_checkpoint
+from medseg_dropclass.engine.bundles import bundle_parser, find_bundle, run_bundle
+from medseg_dropclass.engine.checkpoints import latest_checkpoint, read_checkpoint
+from medseg_dropclass.engine.config_values import ConfigKeyError
+from medseg_dropclass.engine.run_lock import FolderLockedError, folder_lock
 from medseg_dropclass.analysis.report import write_report
 from medseg_dropclass.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
 
-__all__ = ["ARMS", "Arm", "drop_seed", "run_study", "evaluate_run", "evaluation_splits", "write_report", "write_figures"]
+__all__ = [
+    "ARMS", "Arm", "bundle_parser", "drop_seed", "run_study", "evaluate_run", "evaluation_splits", "write_report", "write_figures",
+]
 
 BUNDLE = "phantom2d_dropclass"
 
@@ -60,15 +64,15 @@ ARMS: Dict[str, Arm] = {
     "dropclass_host": Arm(
         "z drawn by how much a class surrounds the rare classes (their hosts), background never dropped",
         {**PAPER, "sampling": "weighted", "never_drop": [0],
-         "sampling_weights": "$medseg_dropclass.data.host_weights(@train_datalist, @preprocessing.transforms('label'), @class_share)"},
+         "sampling_weights": "host"},
     ),
     "dropclass_share": Arm(
         "z drawn by class share ** -0.5 (rare classes dropped more), background never dropped",
-        {**PAPER, "sampling": "weighted", "never_drop": [0], "sampling_weights": "$medseg_dropclass.sampling.share_weights(@class_share, -0.5)"},
+        {**PAPER, "sampling": "weighted", "never_drop": [0], "sampling_weights": "share", "sampling_share_exponent": -0.5},
     ),
     "dropclass_keep_z_dice": Arm("z kept in the dropped branch's Dice", {**PAPER, "loss#dropped_dice_without_z": False}),
     "dropclass_present": Arm("z drawn among the classes present in the batch", {**PAPER, "sampling": "present"}),
-    "dropclass_capped": Arm("p rising linearly but capped at 0.5", {**PAPER, "schedule": {"_target_": "medseg_dropclass.CappedLinearSchedule", "max_value": 0.5}}),
+    "dropclass_capped": Arm("p rising linearly but capped at 0.5", {**PAPER, "schedule_name": "capped_linear", "schedule_options": {"max_value": 0.5}}),
     "dropclass_classifier_path": Arm("inference through the main classifier instead of the projection", {**PAPER, "network_def#inference_path": "classifier"}),
     "baseline_wide": Arm("plain head on 64 feature channels instead of 16", {"dropclass": False, "network_def#feature_channels": 64}),
     "dropclass_wide": Arm("paper, head on 64 feature channels (the authors had 270-720 for 19 classes)", {**PAPER, "network_def#feature_channels": 64}, 1, "baseline_wide"),
@@ -141,16 +145,6 @@ def final_checkpoint(run_dir: pathlib.Path) -> str:
     return checkpoint
 
 
-def bundle_parser(bundle: str, overrides: dict):
-    """A ``ConfigParser`` of the bundle's train configs with ``overrides`` on CPU (nothing instantiated yet)."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(config_files(bundle, "train"))
-    parser.update({**overrides, "device": "$torch.device('cpu')"})
-    return parser
-
-
 def bundle_class_share(bundle: str, overrides: dict) -> tuple:
     """``(class_names, class_share)`` as the bundle computes them (its training datalist, labels through its
     preprocessing, the ignore index left out): for datasets without a ``dataset.json``."""
@@ -161,7 +155,7 @@ def bundle_class_share(bundle: str, overrides: dict) -> tuple:
 def load_final_network(parser, run_dir: pathlib.Path) -> torch.nn.Module:
     """The network of ``parser`` with the weights of the last epoch checkpoint under ``run_dir``, in eval mode."""
     network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(final_checkpoint(run_dir), map_location="cpu", weights_only=False)["network"])
+    network.load_state_dict(read_checkpoint(final_checkpoint(run_dir))["network"])
     return network.eval()
 
 
@@ -194,11 +188,17 @@ def run_study(
         ValueError: an unknown arm, or a finished run whose recorded configuration differs (the
             output folder belongs to another study: nothing is overwritten).
     """
-    from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, make_phantom_dataset, read_dataset_json
-
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    with folder_lock(str(pathlib.Path(output_dir).resolve()), "study folder"):
+        return _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_overrides, train, eval_splits, endpoint_classes,
+                          named_classes)
+
+
+def _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_overrides, train, eval_splits, endpoint_classes, named_classes):
+    from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, make_phantom_dataset, read_dataset_json
+
     bundle = str(find_bundle(bundle))
     out = pathlib.Path(output_dir).resolve()
     data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
@@ -285,7 +285,7 @@ def _train_and_evaluate(bundle: str, arm: str, seed: int, full: dict, arm_dir: p
     cost["images_per_second"] = images / cost["seconds"] if not resumed else float("nan")
     for split in splits:
         entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network"]
+    state = read_checkpoint(checkpoint)["network"]
     weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
     similarity = class_weight_similarity(weight)
     entry["similarity"] = {"matrix": similarity.tolist(), **similarity_summary(similarity, share)}
@@ -369,7 +369,8 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs of a study in progress; train nothing")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="bundle config overrides for every arm (VALUE as JSON where it parses), e.g. split_scheme=shift")
+                        help="bundle config overrides for every arm; VALUE is JSON (a bare word is a string), never evaluated, "
+                             "e.g. split_scheme=shift, max_epochs=10, class_names='[\"a\", \"b\"]'")
     parser.add_argument("--eval-splits", nargs="+", default=None, help="labelled splits to score, in-distribution first (default: all)")
     parser.add_argument("--endpoint-classes", nargs="+", default=None, help="the primary endpoint's classes (default: those under 1%%)")
     parser.add_argument("--pooled-iou", action="store_true",
@@ -389,7 +390,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         try:
             extra[key] = json.loads(value)
         except json.JSONDecodeError:
-            extra[key] = value
+            if value[:1] in "[{\"":
+                parser.error(f"--set {item!r}: {value!r} is not valid JSON")
+            extra[key] = value  # a bare word: the string itself (a literal; nothing in it is evaluated)
     pairs, contrasts = [], []
     for option, items, into in (("--similarity-pairs", args.similarity_pairs, pairs), ("--contrasts", args.contrasts, contrasts)):
         for item in items:
@@ -414,7 +417,21 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    try:  # every --set key is one the bundle has, before anything trains
+        defaults = bundle_parser(args.bundle, extra)
+    except (ConfigKeyError, FileNotFoundError) as error:
+        parser.error(str(error))
     max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
+    del defaults
+    try:
+        with folder_lock(str(pathlib.Path(args.output_dir).resolve()), "study folder"):
+            _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts)
+    except (FolderLockedError, ConfigKeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts) -> None:
     try:
         results = run_study(
             args.output_dir, args.arms, seeds, max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,

@@ -20,6 +20,7 @@ __all__ = [
     "DecathlonInfo",
     "read_dataset_json",
     "decathlon_datalist",
+    "external_paths",
     "split_datalist",
     "decathlon_transforms",
     "decathlon_dataset",
@@ -81,13 +82,37 @@ def read_dataset_json(path: Union[str, pathlib.Path]) -> DecathlonInfo:
     )
 
 
+def external_paths(dataset_json: Union[str, pathlib.Path], datalist: Sequence[Dict[str, str]]) -> List[str]:
+    """The files of ``datalist`` (absolute paths) that lie outside the folder of ``dataset_json`` (an absolute path
+    or a ``../`` in ``dataset.json``; symbolic links resolved), one ``"<path> (<key>)"`` each."""
+    root = pathlib.Path(dataset_json).resolve().parent
+    outside = []
+    for item in datalist:
+        for key in ("image", "label"):
+            if key in item and not _inside(pathlib.Path(item[key]).resolve(), root):
+                outside.append(f"{item[key]} ({key})")
+    return outside
+
+
+def _inside(path: pathlib.Path, root: pathlib.Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
 def decathlon_datalist(
-    dataset_json: Union[str, pathlib.Path], split: str = "training", base_dir: Optional[str] = None
+    dataset_json: Union[str, pathlib.Path], split: str = "training", base_dir: Optional[str] = None, allow_external: bool = False,
 ) -> List[Dict[str, str]]:
     """``[{"image": path, "label": path}, ...]`` of one split, with absolute paths.
 
+    Files outside the dataset folder (absolute paths, ``../``) are refused unless ``allow_external``: a
+    ``dataset.json`` reaches only its own folder by default.
+
     Raises:
-        DatasetError: the split is missing or empty, or files it lists do not exist (all named).
+        DatasetError: the split is missing or empty, files it lists do not exist, or lie outside the dataset folder
+            (all named).
     """
     info = read_dataset_json(dataset_json)
     content = json.loads(info.path.read_text())
@@ -103,6 +128,13 @@ def decathlon_datalist(
     if missing:
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise DatasetError(f"{info.path}: split {split!r} lists {len(missing)} missing file(s):\n  {shown}")
+    outside = [] if allow_external else external_paths(info.path, datalist)
+    if outside:
+        shown = "\n  ".join(outside[:20]) + (f"\n  ... and {len(outside) - 20} more" if len(outside) > 20 else "")
+        raise DatasetError(
+            f"{info.path}: split {split!r} lists {len(outside)} file(s) outside the dataset folder (pass --allow_external_paths "
+            f"True if that is meant):\n  {shown}"
+        )
     return datalist
 
 

@@ -3,7 +3,8 @@
 What a PACS export hands over is a folder of slices, sometimes of several series, sometimes with a slice
 missing. :func:`dicom_series_volume` refuses what would silently give a wrong volume, naming the folder or
 the file: no DICOM at all, several series without a chosen UID, slices of different orientation or pixel
-spacing, a gap in the slice positions, a modality the model was not trained on.
+spacing, slice positions that are not evenly spaced (within 1% of the step: a missing slice, a variable
+step or jitter), a modality the model was not trained on.
 """
 
 import contextlib
@@ -99,19 +100,44 @@ def _read_series(folder: str, series_uid: Optional[str], modality: Optional[str]
         for key in ("orientation", "spacing"):
             if header[key] and first[key] and not np.allclose(_numbers(header[key]), _numbers(first[key]), atol=1e-4):
                 raise DatasetError(f"{file}: {key} {header[key]} differs from {files[0]}'s {first[key]} (one series, one geometry)")
-    if len(files) > 2 and all(h["position"] and h["orientation"] for h in headers):
-        row, column = _numbers(first["orientation"])[:3], _numbers(first["orientation"])[3:]
-        normal = np.cross(row, column)
-        positions = np.asarray([_numbers(h["position"]) @ normal for h in headers])
-        order = np.argsort(positions)
-        steps = np.diff(positions[order])
-        typical = float(np.median(steps))
-        if typical <= 0 or np.any(steps < 0.5 * typical) or np.any(steps > 1.5 * typical):
-            worst = int(np.argmax(np.abs(steps - typical)))
-            raise DatasetError(
-                f"{folder}: slice positions are not evenly spaced (a missing or duplicate slice?): {steps[worst]:.2f} mm between "
-                f"{pathlib.Path(files[order[worst]]).name} and {pathlib.Path(files[order[worst + 1]]).name}, typically {typical:.2f} mm"
-            )
+    spacing = None
+    if len(files) > 1 and all(h["position"] and h["orientation"] for h in headers):
+        spacing = _slice_step(folder, files, headers)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    return reader.Execute(), uid, files
+    volume = reader.Execute()
+    if spacing is not None and volume.GetDimension() == 3:
+        volume.SetSpacing((*volume.GetSpacing()[:2], spacing))  # the measured step, not ITK's estimate
+    return volume, uid, files
+
+
+SLICE_STEP_TOLERANCE = 0.01  # of the step: what dcm2niix and highdicom accept as evenly spaced
+
+
+def _slice_step(folder: str, files: List[str], headers: List[dict]) -> float:
+    """The slice step (mm) of a series whose slice positions along the normal are evenly spaced within
+    :data:`SLICE_STEP_TOLERANCE` of the step; else :class:`DatasetError` naming the slices that break it."""
+    orientation = _numbers(headers[0]["orientation"])
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.asarray([_numbers(h["position"]) @ normal for h in headers])
+    order = np.argsort(positions, kind="stable")
+    steps = np.diff(positions[order])
+    typical = float(np.median(steps))
+    names = [pathlib.Path(files[i]).name for i in order]
+    if typical <= 0 or np.any(steps <= 0):
+        first = int(np.argmin(steps)) if len(steps) else 0
+        raise DatasetError(
+            f"{folder}: two slices at the same position ({names[first]} and {names[first + 1]}): a duplicate slice, or "
+            "several series in one folder"
+        )
+    deviation = np.abs(steps - typical)
+    bad = np.flatnonzero(deviation > SLICE_STEP_TOLERANCE * typical)
+    if len(bad):
+        worst = int(bad[np.argmax(deviation[bad])])
+        raise DatasetError(
+            f"{folder}: slice positions are not evenly spaced (within {100 * SLICE_STEP_TOLERANCE:g}% of the step): {len(bad)} of "
+            f"{len(steps)} step(s) differ, the largest {steps[worst]:.3f} mm between {names[worst]} and {names[worst + 1]}, "
+            f"typically {typical:.3f} mm (a missing slice, a variable spacing or jitter); one spacing would place slices "
+            "wrongly, so the series is refused: resample it onto a regular grid first"
+        )
+    return float(np.mean(steps))

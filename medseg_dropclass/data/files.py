@@ -6,6 +6,8 @@ import os
 import pathlib
 from typing import Dict, List, Mapping, Sequence
 
+from medseg_dropclass.validation import InputError, check_writable_folder
+
 __all__ = ["image_datalist", "plan_output_names", "output_stem", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg")
@@ -65,6 +67,8 @@ def plan_output_names(
         ``{input path: output stem}`` (what MONAI's writers call the subject).
 
     Raises:
+        InputError: the output folder is an input file or cannot be created or written, or an output is a symbolic
+            link (never written through).
         FileExistsError: an output would replace one of the inputs (output folder = input folder with
             ``scan.nii.gz`` and ``scan_seg.nii.gz``), or an output file exists and ``overwrite`` is False;
             the message names the files.
@@ -86,13 +90,21 @@ def plan_output_names(
     if clashes:
         raise FileExistsError(f"inputs {clashes[0]} would share one output file in {output_dir}; rename one of them")
     resolved_inputs = {os.path.realpath(p) for p in inputs}
-    replaced, existing = [], []
+    if os.path.realpath(output_dir) in resolved_inputs:
+        raise InputError(f"{output_dir}: the output folder is an input file; choose another --output_dir")
+    check_writable_folder(output_dir)
+    replaced, existing, links = [], [], []
     for path in inputs:
         target = os.path.join(output_dir, f"{stems[path]}_{postfix}{extension}")
-        if os.path.realpath(target) in resolved_inputs:
+        if os.path.islink(target):
+            links.append(f"{target} (-> {os.readlink(target)})")
+        elif os.path.realpath(target) in resolved_inputs:
             replaced.append(f"{target} (an input) from {path}")
         elif os.path.exists(target) and not overwrite:
             existing.append(target)
+    if links:
+        raise InputError(f"{links[0]}: the output is a symbolic link; refusing to write through it (remove it)"
+                         + (f"; {len(links) - 1} more" if len(links) > 1 else ""))
     if replaced:
         raise FileExistsError(f"the output folder would overwrite input images: {'; '.join(replaced[:5])}; choose another --output_dir")
     if existing:

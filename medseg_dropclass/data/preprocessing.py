@@ -78,12 +78,19 @@ class Preprocessing:
     def writer(self, output_dir: str, output_names: Optional[Mapping[str, str]] = None) -> MapTransform:
         raise NotImplementedError
 
+    def inverse_class_map(self, stage: str) -> List[MapTransform]:
+        """Steps mapping a class map ``pred`` (``(1, *spatial)``) back to the input's grid (nearest neighbour)."""
+        return []
+
     def postprocessing(
-        self, stage: str = "evaluate", output_dir: Optional[str] = None, output_names: Optional[Mapping[str, str]] = None
+        self, stage: str = "evaluate", output_dir: Optional[str] = None, output_names: Optional[Mapping[str, str]] = None,
+        class_map: bool = False,
     ) -> NamedErrorsCompose:
         """Scores -> class map on the input's own grid (``pred``: ``(1, *spatial)``); written when ``output_dir`` is
-        given, to ``<output_names[input]>_seg<extension>`` (:func:`~medseg_dropclass.data.plan_output_names`)."""
-        steps = self.inverse(stage) + [AsDiscreted(keys="pred", argmax=True)]
+        given, to ``<output_names[input]>_seg<extension>`` (:func:`~medseg_dropclass.data.plan_output_names`).
+        ``class_map``: ``pred`` is already a class map (a large volume's slab-by-slab inference), mapped back by
+        nearest neighbour instead of resampling the scores."""
+        steps = self.inverse_class_map(stage) if class_map else self.inverse(stage) + [AsDiscreted(keys="pred", argmax=True)]
         if output_dir is not None:
             steps.append(self.writer(output_dir, output_names))
         return NamedErrorsCompose(steps)
@@ -212,6 +219,9 @@ class DecathlonPreprocessing(Preprocessing):
                 Invertd(keys="image_display", transform=self.transforms(stage), orig_keys="image", to_tensor=True),
             ]
         return steps
+
+    def inverse_class_map(self, stage: str) -> List[MapTransform]:
+        return [Invertd(keys="pred", transform=self.transforms(stage), orig_keys="image", nearest_interp=True, to_tensor=True)]
 
     def writer(self, output_dir: str, output_names: Optional[Mapping[str, str]] = None) -> MapTransform:
         import numpy

@@ -51,6 +51,11 @@ def check_spatial_dims(image: object, spatial_dims: Optional[int], image_file: s
             f"{image_file}: a {len(shape)}D image of shape {shape}; the model takes {spatial_dims}D images"
             + (" (a single slice stored as a volume: save it as a 2D image)" if spatial_dims == 2 and shape[2:] == (1,) else "")
         )
+    if len(shape) == 3 and min(shape) < 2:
+        raise DatasetError(
+            f"{image_file}: a volume of shape {shape} is too small: every axis of a 3D image needs at least 2 voxels "
+            "(a single slice: save it as a 2D image)"
+        )
 
 
 class NamedLoadImaged(LoadImaged):
@@ -249,9 +254,48 @@ class Dataset(NamedErrors, MonaiDataset):
 
 
 class CacheDataset(NamedErrors, MonaiCacheDataset):
-    """``monai.data.CacheDataset`` whose data errors name the file (give it a :class:`NamedErrorsCompose`)."""
+    """``monai.data.CacheDataset`` whose data errors name the file (give it a :class:`NamedErrorsCompose`).
+
+    The cache is filled in the calling thread when ``num_workers`` is 0 or 1 (MONAI uses a thread pool even
+    then), and with several workers every worker has finished before an error propagates: a case that fails
+    while another thread is inside ITK's reader used to end the process with ``terminate called without an
+    active exception`` (exit 134) right after the error was printed.
+    """
 
     def __init__(self, data, transform, **kwargs) -> None:
         if isinstance(transform, Compose) and not isinstance(transform, NamedErrorsCompose):
             transform = NamedErrorsCompose(transform.transforms)
         super().__init__(data, transform, **kwargs)
+
+    def _fill_cache(self, indices=None) -> list:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm import tqdm
+
+        if self.cache_num <= 0:
+            return []
+        indices = list(range(self.cache_num)) if indices is None else list(indices)
+        progress = tqdm(total=len(indices), desc="Loading dataset", disable=not self.progress)
+        try:
+            if (self.num_workers or 1) <= 1:
+                cached = []
+                for index in indices:
+                    cached.append(self._load_cache_item(index))
+                    progress.update(1)
+                return cached
+            executor = ThreadPoolExecutor(self.num_workers)
+            try:
+                futures = [executor.submit(self._load_cache_item, index) for index in indices]
+                cached = []
+                for future in futures:
+                    cached.append(future.result())
+                    progress.update(1)
+                return cached
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                executor.shutdown(wait=True)  # no thread is left inside a reader when the error reaches the caller
+        finally:
+            progress.close()

@@ -73,33 +73,38 @@ def check_dataset(dataset_dir: Union[str, pathlib.Path], progress: bool = True) 
     """Check a Decathlon dataset: ``dataset.json`` keys and labels, every split and every file it lists.
 
     Returns:
-        ``{"problems": [line, ...], "info": DecathlonInfo or None, "cases": {split: count}}``; no
-        problems means every listed file loads, pairs match in shape and geometry, labels are integer
-        classes of ``labels``, images are finite and have one channel per ``modality``.
+        ``{"problems": [line, ...], "warnings": [line, ...], "info": DecathlonInfo or None, "cases": {split: count}}``.
+        No problems means every listed file loads and lies inside the dataset folder, pairs match in shape and
+        geometry, labels are integer classes of ``labels``, images are finite and have one channel per
+        ``modality``. Warnings are what training can work around: an empty optional split, a missing
+        ``tensorImageSize`` (then ``--spatial_dims`` must be passed).
     """
     from monai.data import load_decathlon_datalist
 
-    from medseg_dropclass.data.decathlon import read_dataset_json
+    from medseg_dropclass.data.decathlon import external_paths, read_dataset_json
 
     try:
         info = read_dataset_json(dataset_dir)
     except DatasetError as error:
-        return {"problems": [str(error)], "info": None, "cases": {}}
+        return {"problems": [str(error)], "warnings": [], "info": None, "cases": {}}
     content = json.loads(info.path.read_text())
     problems: List[str] = []
+    warnings: List[str] = []
     if info.spatial_dims is None:
-        problems.append(f"{info.path}: 'tensorImageSize' missing or not one of 2D, 3D, 4D")
+        warnings.append(f"{info.path}: no 'tensorImageSize' (2D, 3D or 4D): training needs --spatial_dims 2 (or 3)")
     cases: Dict[str, int] = {}
     for split, entries in content.items():
         if not isinstance(entries, list) or split in ("modality", "labels"):
             continue
         if not entries:
-            problems.append(f"{info.path}: split {split!r} is empty")
+            (problems if split == "training" else warnings).append(f"{info.path}: split {split!r} is empty")
             continue
         datalist = load_decathlon_datalist(str(info.path), True, split, str(info.path.parent))
+        problems += [f"{path}: outside the dataset folder ({split}); training refuses it unless --allow_external_paths True"
+                     for path in external_paths(info.path, datalist)]
         missing = [f"{item[k]}: missing ({split} {k})" for item in datalist for k in ("image", "label") if k in item and not pathlib.Path(item[k]).is_file()]
         problems += missing
         present = [item for item in datalist if all(pathlib.Path(item[k]).is_file() for k in ("image", "label") if k in item)]
         problems += datalist_problems(present, info.num_classes, len(info.modalities), progress=progress)
         cases[split] = len(datalist)
-    return {"problems": problems, "info": info, "cases": cases}
+    return {"problems": problems, "warnings": warnings, "info": info, "cases": cases}

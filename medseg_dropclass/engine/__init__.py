@@ -2,8 +2,10 @@
 
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import (
-    BestModelSaver, CheckpointError, EpochCheckpointSaver, ResumeFromCheckpoint, atomic_save, latest_checkpoint,
+    BestModelSaver, CheckpointError, EpochCheckpointSaver, ResumeFromCheckpoint, atomic_save, latest_checkpoint, read_checkpoint,
+    report_model_file,
 )
+from medseg_dropclass.engine.run_lock import FolderLockedError, lock_folder, release_folder
 from medseg_dropclass.engine.controller import DropClassController
 from medseg_dropclass.engine.handlers import (
     DropClassTensorBoardHandler, NonFiniteLossError, OverlayImageHandler, SegmentationEvaluation, StopOnNonFiniteLoss, unwrap,
@@ -14,6 +16,11 @@ from medseg_dropclass.engine.random_state import TrainingRandomState
 __all__ = [
     "BestModelSaver",
     "CheckpointError",
+    "FolderLockedError",
+    "lock_folder",
+    "release_folder",
+    "read_checkpoint",
+    "report_model_file",
     "EpochCheckpointSaver",
     "ResumeFromCheckpoint",
     "TrainingRandomState",

@@ -27,7 +27,7 @@ from ignite.engine import Events
 from ignite.handlers import Checkpoint
 
 __all__ = [
-    "CHECKPOINT_PATTERN", "CheckpointError", "atomic_save", "epoch_checkpoints", "latest_checkpoint", "EpochCheckpointSaver",
+    "CHECKPOINT_PATTERN", "CheckpointError", "read_checkpoint", "report_model_file", "atomic_save", "epoch_checkpoints", "latest_checkpoint", "EpochCheckpointSaver",
     "BestModelSaver", "ResumeFromCheckpoint", "TEMPORARY_PREFIX",
 ]
 
@@ -38,6 +38,41 @@ logger = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """No checkpoint could be read; the message names every file tried and why it failed."""
+
+
+def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never code from the file.
+
+    Raises:
+        CheckpointError: the file cannot be read, or is not a checkpoint of tensors and plain values (named).
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path}: no such checkpoint") from error
+    except Exception as error:  # noqa: BLE001  (pickle, zip and weights-only errors alike: name the file)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint of tensors and plain values ({type(error).__name__}{': ' + reason[:200] if reason else ''})"
+        ) from error
+
+
+def report_model_file(save_dir: str, max_epochs: int, val_interval: int, filename: str = "model.pt") -> Optional[str]:
+    """At the end of training: the path of ``filename`` in ``save_dir``, or (when none was written) a warning that
+    says so and why, logged and printed; returns ``None`` then."""
+    path = os.path.join(str(save_dir), filename)
+    if os.path.isfile(path) or not _is_main_process():
+        return path
+    if val_interval > max_epochs:
+        why = (f"validation runs every val_interval={val_interval} epochs and training ran max_epochs={max_epochs}, so it "
+               f"never ran; pass --val_interval {max_epochs} (or fewer) to get one")
+    else:
+        why = "no validation gave a finite mean Dice (NaN: e.g. no foreground in the validation cases)"
+    message = (f"no {filename} written in {save_dir}: {why}. The last epoch's weights are in "
+               f"{os.path.join(str(save_dir), 'checkpoint_epoch=' + str(max_epochs) + '.pt')} (--ckpt_path for evaluate)")
+    logger.warning(message)
+    print(f"warning: {message}", flush=True)
+    return None
 
 
 def _state(value: Any) -> Any:
@@ -226,7 +261,7 @@ class ResumeFromCheckpoint:
         failures = []
         for path in candidates:
             try:
-                checkpoint = torch.load(path, map_location=self.map_location, weights_only=True)
+                checkpoint = read_checkpoint(path, self.map_location)
             except Exception as error:  # noqa: BLE001  (any unreadable file: say which and why, try the previous)
                 failures.append(f"{path}: {type(error).__name__}: {error}")
                 logger.warning(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); trying the previous one")
