@@ -28,12 +28,14 @@ def predict_process(source: pathlib.Path, output: pathlib.Path, stream_above: in
     command = [sys.executable, "-m", "medseg_dropclass", "predict", "--bundle", "phantom3d_dropclass", "--input", str(source),
                "--output", str(output), "--stream-above", str(stream_above)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, _high_water_mark_kib(process.pid))
-        time.sleep(0.05)
-    log = process.stdout.read()
+    log_file = output.parent / f"{output.name}.log"
+    with log_file.open("w") as log_stream:  # a file, not a pipe: the progress bars would fill a pipe and block the child
+        process = subprocess.Popen(command, cwd=REPO, stdout=log_stream, stderr=subprocess.STDOUT)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, _high_water_mark_kib(process.pid))
+            time.sleep(0.05)
+    log = log_file.read_text()
     if process.returncode != 0:
         raise RuntimeError(f"predict failed (exit {process.returncode}):\n{log[-3000:]}")
     return {"peak_mib": peak / 1024, "seconds": time.perf_counter() - start}

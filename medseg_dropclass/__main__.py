@@ -10,6 +10,8 @@ USAGE = """usage: python -m medseg_dropclass <command> [options]
 commands:
   demo        both arms of the phantom2d bundle, one seed, on the embedded phantoms (compare with two arms)
   compare     baseline vs DropClass (and variants) over seeds: per-class tables, paired tests, plots
+              (compare --study studies/NAME.yaml runs or resumes a study file)
+  study-report  rewrite a study's committed report from its committed per-run results: study-report studies/NAME.yaml
   run         run a bundle config:  run BUNDLE [train|evaluate|inference|multi_gpu_train ...] [--key value ...]
   configs     print the --config_file list of a bundle config for `python -m monai.bundle ...`
   bundles     list the shipped bundles and where they are
@@ -154,6 +156,12 @@ def _compare(argv: List[str]) -> None:
     compare_main(argv)
 
 
+def _study_report(argv: List[str]) -> None:
+    from medseg_dropclass.analysis.study_file import study_report_main
+
+    study_report_main(argv)
+
+
 def _predict(argv: List[str]) -> None:
     from medseg_dropclass.predict import predict_main
 
@@ -175,6 +183,7 @@ def _model_card(argv: List[str]) -> None:
 COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "demo": _demo,
     "compare": _compare,
+    "study-report": _study_report,
     "run": run_main,
     "configs": configs_main,
     "bundles": bundles_main,

@@ -3,7 +3,7 @@
 The card (``<bundle>/docs/model_card.md``) states the intended use (research; not for clinical decisions), the
 model and its inputs (from ``metadata.json``), the training data's class shares, the shipped model's per-class Dice
 and IoU on every labelled test split with 95% intervals (bootstrap over cases: one model), the same per arm of a
-study (``results.json`` of ``compare``: hierarchical intervals over seeds and cases), and the known failure modes
+study (``results.json`` of ``compare``: crossed seed x case intervals), and the known failure modes
 read off those numbers (the rare classes, the context shift) and what the evaluation did not cover.
 
     python -m medseg_dropclass model-card --bundle phantom2d_dropclass --evaluate
@@ -62,35 +62,18 @@ def _shown(path) -> str:
         return str(resolved)
 
 
-def _interval(estimate: float, low: float, high: float) -> str:
-    if math.isnan(estimate):
-        return "n/a"
-    if math.isnan(low):
-        return f"{estimate:.3f}"
-    return f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def _per_class(results: dict, arm: str, split: str, metric: str) -> List[str]:
-    """Per-class mean with a 95% interval: hierarchical over seeds and cases for a study; for one model, scipy's
-    percentile bootstrap over the cases where the class has a value."""
-    from scipy import stats
+    """Per-class mean with a 95% interval: crossed seeds x cases for a study; for the one shipped model, over its
+    test cases alone (the model is fixed; another training run would vary more)."""
+    from medseg_dropclass.analysis.formatting import interval_text
+    from medseg_dropclass.analysis.report import case_clusters, case_matrix, finished_seeds
+    from medseg_dropclass.analysis.statistics import crossed_estimate, per_seed_mean
 
-    from medseg_dropclass.analysis.report import case_matrix
-    from medseg_dropclass.analysis.statistics import hierarchical_bootstrap, seed_mean
-
-    values = case_matrix(results, arm, split, metric)
-    if values.shape[0] > 1:
-        result = hierarchical_bootstrap({"s": values}, lambda v: seed_mean(v["s"]), 2000)
-        return [_interval(e, lo, hi) for e, lo, hi in zip(result.estimate, result.low, result.high)]
-    texts = []
-    for column in values[0].T:
-        scored = column[~np.isnan(column)]
-        if len(scored) < 2 or np.all(scored == scored[0]):
-            texts.append(_interval(float(scored.mean()) if len(scored) else float("nan"), float("nan"), float("nan")))
-            continue
-        interval = stats.bootstrap((scored,), np.mean, n_resamples=2000, method="percentile", random_state=0).confidence_interval
-        texts.append(_interval(float(scored.mean()), float(interval.low), float(interval.high)))
-    return texts
+    seeds = finished_seeds(results, arm)
+    values = case_matrix(results, arm, split, metric, seeds)
+    result = crossed_estimate({"s": values}, lambda v: per_seed_mean(v["s"]), clusters={"s": case_clusters(results, arm, split, seeds)},
+                              seed_level=values.shape[0] > 1)
+    return [interval_text(result, k) for k in range(values.shape[2])]
 
 
 def _cases_with(results: dict, arm: str, split: str) -> List[int]:
@@ -196,7 +179,7 @@ def model_card(metadata: dict, model: Optional[dict] = None, study: Optional[dic
         arms = [a for a in study_arms or study["arms"] if study["arms"].get(a, {}).get("seeds")]
         lines += ["## Across training runs (the study)", "",
                   f"From `compare`'s results ({study.get('_path', 'results.json')}): the networks of the last epoch of every "
-                  "seed; 95% hierarchical bootstrap intervals (seeds, then cases within each seed).", ""]
+                  "seed; 95% intervals over seeds and test cases, crossed (docs/STUDY_DESIGN.md).", ""]
         for split in study["splits"]:
             lines += [f"### `{split}`", "", "| class | " + " | ".join(f"`{a}` Dice ({len(study['arms'][a]['seeds'])} seeds)" for a in arms) + " |",
                       "|---|" + "---:|" * len(arms)]

@@ -42,7 +42,7 @@ def test_the_card_reads_its_numbers_off_the_results():
     assert "the largest Dice drops are lesion 0.75 -> 0.10, organ 0.85 -> 0.80" in text
 
 
-def test_a_study_gives_hierarchical_intervals_and_no_results_says_so():
+def test_a_study_gives_crossed_intervals_and_no_results_says_so():
     study = results(3)
     study["arms"]["baseline"] = study["arms"].pop("model")
     text = model_card(METADATA, None, study, ["baseline"])

@@ -7,7 +7,7 @@ memory are its own), then evaluated by the bundle's own ``evaluate`` config (the
 nnU-Net semantics, through the bundle's inferer) on every labelled evaluation split of the dataset, with
 the network of its last epoch (no checkpoint selection, so equal iterations mean equal iterations).
 Studies resume (finished runs are reused, interrupted ones continue from their checkpoint); the report
-(:mod:`medseg_dropclass.analysis.report`) follows ``../shared/STUDY.md``. The demo is this command with
+(:mod:`medseg_dropclass.analysis.report`) follows docs/STUDY_DESIGN.md. The demo is this command with
 two arms and one seed.
 """
 
@@ -43,40 +43,28 @@ class Arm(NamedTuple):
     reference: str = "baseline"
 
 
-PAPER = {"alpha": 10.0}  # the authors' DropClass: alpha 10, p linear 0 -> 1, z uniform over all classes, all pixels
-# Every arm trains on the recipe of the bundle base (class-balanced patches, batch Dice + CE without background,
-# SGD Nesterov + poly); each variant changes one thing of the paper's arm.
-ARMS: Dict[str, Arm] = {
-    "baseline": Arm("recipe, plain classifier head", {"dropclass": False}),
-    "baseline_2x": Arm("recipe, plain head, twice the iterations", {"dropclass": False}, 2),
-    "baseline_adam": Arm("recipe with AdamW instead of SGD", {"dropclass": False, "optimizer_name": "adam", "learning_rate": 0.001}),
-    "baseline_ce": Arm("plain cross-entropy instead of Dice + CE", {"dropclass": False, "base_loss_name": "ce"}),
-    "head_control": Arm("projection head trained, nothing dropped, alpha 0 (the head's capacity alone)", {"sampling": "none", "alpha": 0.0}),
-    "dropclass": Arm("paper: alpha 10, z uniform, suppression on all pixels", PAPER),
-    "dropclass_2x": Arm("paper, twice the iterations (the authors' budget)", PAPER, 2, "baseline_2x"),
-    "dropclass_adam": Arm("paper with AdamW", {**PAPER, "optimizer_name": "adam", "learning_rate": 0.001}, 1, "baseline_adam"),
-    "dropclass_alpha1": Arm("alpha 1", {"alpha": 1.0}),
-    "dropclass_alpha_scaled": Arm("alpha 10 x K/19 (the authors' per-class suppression)", {**PAPER, "alpha_reference_classes": 19}),
-    "dropclass_fp": Arm("suppression on the pixels that are not z (a false-positive penalty)", {**PAPER, "suppression": "other_pixels"}),
-    "dropclass_own_pixels": Arm("suppression on the pixels of z only", {**PAPER, "suppression": "dropped_pixels"}),
-    "dropclass_detach": Arm("dropped branch detached from the classifier row of z", {**PAPER, "detach_dropped_class": True}),
-    "dropclass_no_background": Arm("background never dropped", {**PAPER, "never_drop": [0]}),
-    "dropclass_host": Arm(
-        "z drawn by how much a class surrounds the rare classes (their hosts), background never dropped",
-        {**PAPER, "sampling": "weighted", "never_drop": [0],
-         "sampling_weights": "host"},
-    ),
-    "dropclass_share": Arm(
-        "z drawn by class share ** -0.5 (rare classes dropped more), background never dropped",
-        {**PAPER, "sampling": "weighted", "never_drop": [0], "sampling_weights": "share", "sampling_share_exponent": -0.5},
-    ),
-    "dropclass_keep_z_dice": Arm("z kept in the dropped branch's Dice", {**PAPER, "loss#dropped_dice_without_z": False}),
-    "dropclass_present": Arm("z drawn among the classes present in the batch", {**PAPER, "sampling": "present"}),
-    "dropclass_capped": Arm("p rising linearly but capped at 0.5", {**PAPER, "schedule_name": "capped_linear", "schedule_options": {"max_value": 0.5}}),
-    "dropclass_classifier_path": Arm("inference through the main classifier instead of the projection", {**PAPER, "network_def#inference_path": "classifier"}),
-    "baseline_wide": Arm("plain head on 64 feature channels instead of 16", {"dropclass": False, "network_def#feature_channels": 64}),
-    "dropclass_wide": Arm("paper, head on 64 feature channels (the authors had 270-720 for 19 classes)", {**PAPER, "network_def#feature_channels": 64}, 1, "baseline_wide"),
-}
+def load_arms(path: Optional[pathlib.Path] = None) -> Dict[str, Arm]:
+    """The arm registry (``arms.yaml`` beside this module, or ``path``): ``{name: Arm}``; data, never code.
+
+    Raises:
+        ValueError: an entry without ``description`` or ``overrides``, or with unknown keys (the file is named).
+    """
+    import yaml
+
+    path = pathlib.Path(path) if path is not None else pathlib.Path(__file__).with_name("arms.yaml")
+    return {name: arm_from(entry, f"{path}: arm {name!r}") for name, entry in (yaml.safe_load(path.read_text()) or {}).items()}
+
+
+def arm_from(entry: Any, where: str) -> Arm:
+    """One :class:`Arm` from its mapping (``description``, ``overrides``, optional ``budget`` and ``reference``)."""
+    if not isinstance(entry, dict) or not {"description", "overrides"} <= set(entry) or set(entry) - set(Arm._fields):
+        raise ValueError(f"{where}: expected description, overrides[, budget, reference], got {entry!r}")
+    if not isinstance(entry["overrides"], dict) or int(entry.get("budget", 1)) < 1:
+        raise ValueError(f"{where}: overrides must be a mapping and budget an integer >= 1")
+    return Arm(str(entry["description"]), dict(entry["overrides"]), int(entry.get("budget", 1)), str(entry.get("reference", "baseline")))
+
+
+ARMS: Dict[str, Arm] = load_arms()
 
 
 def drop_seed(arm: str, seed: int) -> int:
@@ -171,6 +159,7 @@ def run_study(
     eval_splits: Optional[Sequence[str]] = None,
     endpoint_classes: Optional[Sequence[str]] = None,
     named_classes: Optional[Dict[str, Sequence[str]]] = None,
+    registry: Optional[Dict[str, Arm]] = None,
 ) -> dict:
     """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
 
@@ -188,15 +177,17 @@ def run_study(
         ValueError: an unknown arm, or a finished run whose recorded configuration differs (the
             output folder belongs to another study: nothing is overwritten).
     """
-    unknown = [a for a in arms if a not in ARMS]
+    registry = ARMS if registry is None else registry
+    unknown = [a for a in arms if a not in registry]
     if unknown:
-        raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+        raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
     with folder_lock(str(pathlib.Path(output_dir).resolve()), "study folder"):
         return _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_overrides, train, eval_splits, endpoint_classes,
-                          named_classes)
+                          named_classes, registry)
 
 
-def _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_overrides, train, eval_splits, endpoint_classes, named_classes):
+def _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_overrides, train, eval_splits, endpoint_classes, named_classes,
+               registry):
     from medseg_dropclass.data import DEFAULT_2D, decathlon_class_counts, make_phantom_dataset, read_dataset_json
 
     bundle = str(find_bundle(bundle))
@@ -228,7 +219,7 @@ def _run_study(output_dir, arms, seeds, max_epochs, dataset_dir, bundle, extra_o
         "overrides": dict(extra_overrides or {}), "endpoint_classes": list(endpoint_classes or []),
     }
     for arm in arms:
-        spec = ARMS[arm]
+        spec = registry[arm]
         results["arms"][arm] = {
             "description": spec.description, "budget": spec.budget, "reference": spec.reference, "seeds": {},
             "drop_sequence": "own stream (seeded by arm and seed)" if spec.overrides.get("dropclass", True) else "none (no DropClass)",
@@ -358,6 +349,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m medseg_dropclass compare", description=__doc__)
+    parser.add_argument("--study", default=None, metavar="FILE",
+                        help="run or resume the study a file describes (studies/<name>.yaml: bundle, dataset, arms, seeds, budget, "
+                             "endpoint); the options below that it sets are taken from it")
     parser.add_argument("--arms", nargs="+", default=["baseline", "dropclass"], help=f"known: {', '.join(ARMS)}")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
     parser.add_argument("--seed-ids", type=int, nargs="+", default=None, metavar="SEED",
@@ -382,6 +376,25 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--gradcam-classes", nargs="+", default=[], metavar="CLASS",
                         help="with --pooled-iou: Grad-CAM of these classes, baseline vs the other arms (gradcam_<classes>.png)")
     args = parser.parse_args(argv)
+    study = None
+    if args.study is not None:
+        from medseg_dropclass.analysis.study_file import load_study
+
+        try:
+            study = load_study(args.study)
+        except ValueError as error:
+            parser.error(str(error))
+        registry = {**ARMS, **study.arms}
+        args.bundle, args.dataset_dir, args.arms, args.seed_ids = study.bundle, study.dataset_dir, list(study.arms), list(study.seeds)
+        args.max_epochs, args.eval_splits, args.endpoint_classes = study.max_epochs, study.eval_splits, study.endpoint_classes
+        args.pooled_iou, args.gradcam_classes = study.pooled_iou, study.gradcam_classes
+        args.similarity_pairs = [f"{a}:{b}" for a, b in study.similarity_pairs]
+        args.contrasts = [f"{a}:{b}" for a, b in study.contrasts]
+        args.set = [f"{k}={json.dumps(v)}" for k, v in study.overrides.items()] + list(args.set)
+        if args.output_dir == parser.get_default("output_dir"):
+            args.output_dir = f"outputs/{study.name}"
+    else:
+        registry = ARMS
     extra = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -414,9 +427,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     if args.seed_ids is not None and (min(args.seed_ids) < 0 or len(set(args.seed_ids)) != len(args.seed_ids)):
         parser.error(f"--seed-ids {args.seed_ids}: distinct seeds >= 0")
     seeds = list(args.seed_ids) if args.seed_ids is not None else list(range(args.seeds))
-    unknown = [a for a in args.arms if a not in ARMS]
+    unknown = [a for a in args.arms if a not in registry]
     if unknown:
-        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
     try:  # every --set key is one the bundle has, before anything trains
         defaults = bundle_parser(args.bundle, extra)
     except (ConfigKeyError, FileNotFoundError) as error:
@@ -425,24 +438,29 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     del defaults
     try:
         with folder_lock(str(pathlib.Path(args.output_dir).resolve()), "study folder"):
-            _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts)
+            _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry, study)
     except (FolderLockedError, ConfigKeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
 
-def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts) -> None:
+def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry, study) -> None:
     try:
         results = run_study(
             args.output_dir, args.arms, seeds, max_epochs, args.dataset_dir, args.bundle, extra_overrides=extra,
             train=not args.report_only, eval_splits=args.eval_splits, endpoint_classes=args.endpoint_classes,
             named_classes={"--similarity-pairs": [c for pair in pairs for c in pair], "--gradcam-classes": args.gradcam_classes},
+            registry=registry,
         )
     except ValueError as error:  # bad arguments or another study's folder: the message names it
         parser.error(str(error))
     if not any(entry["seeds"] for entry in results["arms"].values()):
         print(f"error: no finished run of {', '.join(args.arms)} under {args.output_dir} yet: nothing to report", file=sys.stderr)
         sys.exit(1)
+    if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
+        from medseg_dropclass.analysis.study_file import study_results
+
+        results = study_results(study, pathlib.Path(args.output_dir))
     report = write_report(results, args.output_dir)
     if not args.no_figures:
         write_figures(results, args.output_dir)

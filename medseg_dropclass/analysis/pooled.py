@@ -1,9 +1,10 @@
 """Dataset-level (pooled) IoU of a study: the street-scene convention (CamVid, Cityscapes), where a class's IoU is
 ``sum TP / sum (TP + FP + FN)`` over all images of a split, not the mean of per-image IoUs.
 
-Intervals follow ``../shared/STUDY.md``: the hierarchical bootstrap resamples seeds, then images within each seed,
-and recomputes the pooled IoU from the resampled images' counts (a per-image ratio would weight a 20-pixel pole
-like a whole road). Reads what :func:`medseg_dropclass.analysis.compare.run_study` collects; every per-image
+Intervals follow docs/STUDY_DESIGN.md: seeds and images are crossed (every seed's network is scored on the same
+images); the seed part comes from the per-seed pooled IoUs, the image part from resampling the image set (one draw
+shared by every seed and both arms) and recomputing the pooled IoU from the resampled images' counts (a per-image
+ratio would weight a 20-pixel pole like a whole road). Reads what :func:`medseg_dropclass.analysis.compare.run_study` collects; every per-image
 ``TP``/``FP``/``FN`` count is already in each run's ``summary.json``.
 """
 
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from medseg_dropclass.analysis.report import finished_seeds, reference_arm, seed_cases, write_difference_figure
-from medseg_dropclass.analysis.statistics import BootstrapResult, _quiet, hierarchical_bootstrap, holm
+from medseg_dropclass.analysis.formatting import FLOOR_MARK, FLOOR_NOTE, p_text
+from medseg_dropclass.analysis.formatting import interval_text as _interval_text
+from medseg_dropclass.analysis.report import case_clusters, finished_seeds, reference_arm, seed_cases, study_seeds, write_difference_figure
+from medseg_dropclass.analysis.statistics import Estimate, _quiet, crossed_estimate, holm, sign_flip_floor
 from medseg_dropclass.figures import save_figure
 
 if TYPE_CHECKING:  # the Grad-CAM figure's annotations only; torch is imported where it runs
@@ -36,14 +39,13 @@ def case_counts(results: dict, arm: str, split: str, seeds: Optional[Sequence[in
 
 
 def pooled_iou(counts: np.ndarray) -> np.ndarray:
-    """``(S, N, K, 3, ...)`` counts -> ``(K, ...)`` mean over seeds of each seed's pooled IoU (NaN: class never
-    in the reference nor the prediction of a seed)."""
+    """``(S, N, K, 3)`` counts -> ``(S, K)`` each seed's pooled IoU (NaN: class never in the reference nor the
+    prediction of a seed)."""
     total = counts.sum(axis=1)  # (S, K, 3, ...)
     tp, fp, fn = total[:, :, 0], total[:, :, 1], total[:, :, 2]
     union = tp + fp + fn
     with np.errstate(all="ignore"), _quiet():
-        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
-        return np.nanmean(iou, axis=0)
+        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
 
 
 def endpoint_classes(results: dict) -> List[int]:
@@ -54,45 +56,45 @@ def endpoint_classes(results: dict) -> List[int]:
 
 
 def _with_means(iou: np.ndarray, endpoint: Sequence[int]) -> np.ndarray:
-    """``(K, ...)`` -> ``(K + 2, ...)``: per class, then mean IoU over all classes (mIoU), then over the endpoint's."""
+    """``(S, K)`` -> ``(S, K + 2)``: per class, then mean IoU over all classes (mIoU), then over the endpoint's."""
     with np.errstate(all="ignore"), _quiet():
-        return np.concatenate([iou, np.nanmean(iou, axis=0, keepdims=True), np.nanmean(iou[list(endpoint)], axis=0, keepdims=True)])
+        return np.concatenate([iou, np.nanmean(iou, axis=1, keepdims=True), np.nanmean(iou[:, list(endpoint)], axis=1, keepdims=True)], axis=1)
 
 
-def pooled_per_class(results: dict, arm: str, split: str, n_resamples: int = 2000) -> BootstrapResult:
-    """Pooled IoU of ``arm`` on ``split``: ``(K + 2,)`` = per class, mIoU, endpoint mean; hierarchical intervals."""
+def pooled_per_class(results: dict, arm: str, split: str, n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None,
+                     reference: Optional[str] = None) -> Estimate:
+    """Pooled IoU of ``arm`` on ``split`` (or ``arm - reference``, paired by seed and image): ``(K + 2,)`` = per
+    class, mIoU, endpoint mean; crossed seed x image intervals, on ``seeds`` (default: those both finished)."""
     endpoint = endpoint_classes(results)
-    return hierarchical_bootstrap({"s": case_counts(results, arm, split)}, lambda v: _with_means(pooled_iou(v["s"]), endpoint), n_resamples)
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
+    other = {"s": case_counts(results, reference, split, seeds)} if reference else None
+    return crossed_estimate({"s": case_counts(results, arm, split, seeds)}, lambda v: _with_means(pooled_iou(v["s"]), endpoint),
+                            reference=other, clusters={"s": case_clusters(results, arm, split, seeds)}, n_resamples=n_resamples)
 
 
-def pooled_differences(results: dict, arm: str, reference: str, split: str, n_resamples: int = 2000) -> BootstrapResult:
-    """``arm - reference`` pooled IoU, ``(K + 2,)`` as :func:`pooled_per_class`, paired by seed and image (both arms'
-    counts are resampled with the same seeds and images)."""
-    endpoint = endpoint_classes(results)
-    common = finished_seeds(results, arm, reference)
-    paired = np.stack([case_counts(results, arm, split, common), case_counts(results, reference, split, common)], axis=-1)
-
-    def difference(values: Dict[str, np.ndarray]) -> np.ndarray:
-        both = _with_means(pooled_iou(values["s"]), endpoint)  # (K + 2, 2)
-        return both[:, 0] - both[:, 1]
-
-    return hierarchical_bootstrap({"s": paired}, difference, n_resamples)
+def pooled_differences(results: dict, arm: str, reference: str, split: str, n_resamples: int = 2000,
+                       seeds: Optional[Sequence[int]] = None) -> Estimate:
+    """``arm - reference`` pooled IoU, ``(K + 2,)`` as :func:`pooled_per_class`: the difference of the two arms' own
+    pooled IoUs on the same seeds (each resample draws the same seeds and images for both)."""
+    return pooled_per_class(results, arm, split, n_resamples, seeds, reference)
 
 
-def pooled_endpoint(results: dict, arms: Sequence[str], split: str, n_resamples: int = 2000) -> Dict[str, dict]:
+def pooled_endpoint(results: dict, arms: Sequence[str], split: str, n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None) -> Dict[str, dict]:
     """Per arm: its endpoint (mean pooled IoU of the endpoint's classes) and its difference from its compared arm,
-    with the difference's p-value Holm-adjusted over the compared arms."""
+    with the difference's p-value (floored at the seed count's) Holm-adjusted over the compared arms; on ``seeds``
+    (default: those every arm finished)."""
+    seeds = study_seeds(results, arms) if seeds is None else list(seeds)
     out: Dict[str, dict] = {}
     for arm in arms:
-        own = pooled_per_class(results, arm, split, n_resamples)
+        own = pooled_per_class(results, arm, split, n_resamples, seeds)
         entry = {"own": own, "reference": None, "difference": None, "p_holm": float("nan")}
         reference = reference_arm(results, arm)
         if reference != arm:
             entry["reference"] = reference
-            entry["difference"] = pooled_differences(results, arm, reference, split, n_resamples)
+            entry["difference"] = pooled_differences(results, arm, reference, split, n_resamples, seeds)
         out[arm] = entry
     compared = [a for a in arms if out[a]["difference"] is not None]
-    for arm, p in zip(compared, holm([out[a]["difference"].p_value[-1] for a in compared])):
+    for arm, p in zip(compared, holm([out[a]["difference"].p_reported[-1] for a in compared])):
         out[arm]["p_holm"] = float(p)
     return out
 
@@ -107,18 +109,9 @@ def pair_similarity(results: dict, arm: str, pairs: Sequence[Tuple[str, str]]) -
     return np.asarray(rows, dtype=np.float64)
 
 
-def _interval(result: BootstrapResult, index: int, scale: float = 100.0, signed: bool = False) -> str:
-    estimate = result.estimate[index]
-    if math.isnan(estimate):
-        return "n/a"
-    form = "+.1f" if signed else ".1f"
-    if math.isnan(result.low[index]):
-        return f"{scale * estimate:{form}}"
-    return f"{scale * estimate:{form}} [{scale * result.low[index]:{form}}, {scale * result.high[index]:{form}}]"
-
-
-def _p(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
+def _interval(result: Estimate, index: int, scale: float = 100.0, signed: bool = False) -> str:
+    """IoU in percent with one decimal."""
+    return _interval_text(result, index, digits=1, scale=scale, signed=signed)
 
 
 def write_pooled_report(
@@ -136,17 +129,21 @@ def write_pooled_report(
     arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
     endpoint = endpoint_classes(results)
     endpoint_text = ", ".join(f"{names[k]} {100 * share[k]:.2f}%" for k in endpoint)
-    seeds = {a: len(finished_seeds(results, a)) for a in arms}
+    common = study_seeds(results, arms)
     lines = [
         "# Pooled IoU per class (dataset-level, the street-scene convention)", "",
-        f"Bundle `{results['bundle']}`, {results['max_epochs']} epochs at budget 1x, networks of the last epoch; seeds per arm: "
-        + ", ".join(f"{a} {n}" for a, n in seeds.items()) + ". IoU of a class = sum TP / sum (TP + FP + FN) over the "
-        "split's images, per seed, then the mean over seeds; in percent. Intervals: 95% hierarchical bootstrap (seeds, "
-        "then images within seed; the pooled IoU recomputed from the resampled images).", "",
+        f"Bundle `{results['bundle']}`, {results['max_epochs']} epochs at budget 1x, networks of the last epoch; "
+        f"{len(common)} seed(s) finished by every arm ({', '.join(map(str, common))}). IoU of a class = sum TP / sum "
+        "(TP + FP + FN) over the split's images, per seed, then the mean over seeds; in percent. Intervals: 95%, seeds and "
+        "images crossed: seed variance (t over seeds) plus image-set variance (bootstrap, the pooled IoU recomputed from "
+        "the resampled images), Welch-Satterthwaite degrees of freedom (docs/STUDY_DESIGN.md). Differences are "
+        "differences of the two arms' own pooled IoUs on the same seeds and images.", "",
         f"**Primary endpoint** (named before the runs): the mean pooled IoU of {endpoint_text} (training pixel shares) "
-        f"on `{splits[0]}`, each arm minus its compared arm; p: bootstrap, Holm-adjusted over the compared arms.", "",
+        f"on `{splits[0]}`, each arm minus its compared arm; p: t with the interval's degrees of freedom, never below what "
+        f"{len(common)} seeds can support ({sign_flip_floor(len(common)):.3g}: an exact sign-flip test's smallest p), "
+        "Holm-adjusted over the compared arms.", "",
     ]
-    endpoints: Dict[str, Dict[str, dict]] = {split: pooled_endpoint(results, arms, split, n_resamples) for split in splits}
+    endpoints: Dict[str, Dict[str, dict]] = {split: pooled_endpoint(results, arms, split, n_resamples, common) for split in splits}
     for split in splits:
         rows = endpoints[split]
         lines += [f"## Split `{split}`", "", "| arm | mIoU | endpoint (5 rarest) | endpoint minus compared arm | p (Holm) |", "|---|---:|---:|---:|---:|"]
@@ -154,7 +151,8 @@ def write_pooled_report(
             entry = rows[arm]
             difference = entry["difference"]
             compared = f"{_interval(difference, -1, signed=True)} vs `{entry['reference']}`" if difference is not None else "-"
-            lines.append(f"| {arm} | {_interval(entry['own'], -2)} | {_interval(entry['own'], -1)} | {compared} | {_p(entry['p_holm'])} |")
+            floor = difference.p_floor if difference is not None else None
+            lines.append(f"| {arm} | {_interval(entry['own'], -2)} | {_interval(entry['own'], -1)} | {compared} | {p_text(entry['p_holm'], floor)} |")
         lines += ["", "| class | share | " + " | ".join(arms) + " |", "|---|---:|" + "---:|" * len(arms)]
         for k in np.argsort(share)[::-1]:
             lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | " + " | ".join(_interval(rows[a]["own"], int(k)) for a in arms) + " |")
@@ -162,17 +160,18 @@ def write_pooled_report(
         if compared_arms:
             lines += ["", f"Difference from the compared arm, per class (paired by seed and image; p Holm-adjusted over the {len(names)} classes of each arm):", ""]
             lines += ["| class | share | " + " | ".join(f"{a} - {rows[a]['reference']}" for a in compared_arms) + " |", "|---|---:|" + "---:|" * len(compared_arms)]
-            adjusted = {a: holm(rows[a]["difference"].p_value[: len(names)]) for a in compared_arms}
+            adjusted = {a: holm(rows[a]["difference"].p_reported[: len(names)]) for a in compared_arms}
             for k in np.argsort(share)[::-1]:
-                cells = [f"{_interval(rows[a]['difference'], int(k), signed=True)} (p {_p(adjusted[a][k])})" for a in compared_arms]
+                cells = [f"{_interval(rows[a]['difference'], int(k), signed=True)} (p {p_text(adjusted[a][k], rows[a]['difference'].p_floor)})"
+                         for a in compared_arms]
                 lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | " + " | ".join(cells) + " |")
         shown = [(a, b) for a, b in contrasts if a in arms and b in arms]
         if shown:
             lines += ["", "Secondary contrasts (paired by seed and image, unadjusted p):", "",
                       "| contrast | mIoU | endpoint | " + " | ".join(names[k] for k in endpoint) + " |", "|---|---:|---:|" + "---:|" * len(endpoint)]
             for a, b in shown:
-                result = pooled_differences(results, a, b, split, n_resamples)
-                cells = [_interval(result, -2, signed=True), f"{_interval(result, -1, signed=True)} (p {_p(result.p_value[-1])})"]
+                result = pooled_differences(results, a, b, split, n_resamples, common)
+                cells = [_interval(result, -2, signed=True), f"{_interval(result, -1, signed=True)} (p {p_text(result.p_reported[-1], result.p_floor)})"]
                 cells += [_interval(result, k, signed=True) for k in endpoint]
                 lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -195,12 +194,14 @@ def write_pooled_report(
         lines.append("| *all pairs (mean off-diagonal)* | " + " | ".join(f"{means[a]:+.2f}" for a in arms) + " |")
         figure = write_similarity_figure(results, arms, out / "similarity_per_arm.png")
         lines += ["", f"![classifier-weight cosine similarity per arm, mean over seeds]({figure.name})", ""]
+    if any(FLOOR_MARK in line for line in lines):
+        lines += [FLOOR_NOTE, ""]
     path = out / "report_pooled_iou.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def write_gain_figure(results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path) -> pathlib.Path:
+def write_gain_figure(results: dict, differences: Dict[Tuple[str, str], Estimate], path: pathlib.Path) -> pathlib.Path:
     """Per-class pooled IoU difference (points, 95% interval) against training pixel share, log axis, a panel per split."""
     classes = range(len(results["class_names"]))
     return write_difference_figure(results, differences, path, classes, scale=100.0, ylabel="pooled IoU difference, points (95% interval)")

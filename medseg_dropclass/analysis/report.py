@@ -1,17 +1,21 @@
-"""The study report: primary endpoint, per-class tables with hierarchical-bootstrap intervals, Holm-adjusted
+"""The study report: primary endpoint, per-class tables with crossed seed x case intervals, Holm-adjusted
 p-values, collapse events with exact intervals, costs, and the per-class difference figure.
 
 Reads what :func:`medseg_dropclass.analysis.compare.run_study` collects (``results.json``). The design
-and the statistics follow ``../shared/STUDY.md``: seeds are the replicates, cases are nested in seeds.
+and the statistics follow docs/STUDY_DESIGN.md: seeds are the replicates, seeds and test cases are crossed.
 """
 
 import math
 import pathlib
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from medseg_dropclass.analysis.statistics import BootstrapResult, clopper_pearson, hierarchical_bootstrap, holm, seed_mean
+from medseg_dropclass.analysis.formatting import FLOOR_NOTE, design_text, interval_text, p_text, signed_text
+from medseg_dropclass.analysis.statistics import (
+    Estimate, clopper_pearson, cluster_ids, crossed_estimate, holm, per_seed_mean, seed_mean, sign_flip_floor,
+)
 from medseg_dropclass.data.stats import RARE
 from medseg_dropclass.figures import save_figure
 from medseg_dropclass.metrics import FREQUENCY_BINS
@@ -19,6 +23,7 @@ from medseg_dropclass.metrics import FREQUENCY_BINS
 __all__ = [
     "COLLAPSE_DICE", "case_matrix", "seed_cases", "finished_seeds", "rare_classes", "shifted_split", "reference_arm", "primary_endpoint", "class_differences",
     "collapse_events", "plain_summary", "validation_curves", "write_validation_figure", "write_report", "write_difference_figure",
+    "study_seeds", "case_clusters", "class_estimates",
 ]
 
 COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
@@ -99,47 +104,98 @@ def reference_arm(results: dict, arm: str) -> str:
     return arm  # nothing to compare with in this study
 
 
+def study_seeds(results: dict, arms: Optional[Sequence[str]] = None) -> List[int]:
+    """The seeds every one of ``arms`` (default: every arm with a finished run) has finished: a report's every number
+    is computed on these, so each difference equals the difference of the columns beside it."""
+    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]] if arms is None else list(arms)
+    return finished_seeds(results, *arms) if arms else []
+
+
+def case_clusters(results: dict, arm: str, split: str, seeds: Sequence[int], group: Optional[str] = None) -> np.ndarray:
+    """Cluster id per case of ``split`` (cases that share a subject, resampled together): ``results["cluster_pattern"]``
+    (a regular expression whose first group names the subject in a reference file name, e.g. ACDC's patient) or each
+    case alone."""
+    cases = seed_cases(results, arm, split, list(seeds)[:1])[0] if len(seeds) else []
+    if group is not None:
+        cases = [case for case in cases if group in pathlib.Path(case["reference"]).name]
+    return cluster_ids([pathlib.Path(case.get("reference", f"case{i}")).name for i, case in enumerate(cases)], results.get("cluster_pattern"))
+
+
+def _rare_per_seed(classes: Sequence[int]):
+    """``(S, K)`` per-seed class means -> ``(S,)`` their mean over ``classes`` (a class without a value left out)."""
+
+    def rare(means: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.nanmean(means[:, list(classes)], axis=1) if len(classes) else np.full(means.shape[0], np.nan)
+
+    return rare
+
+
 def _rare_mean(values: np.ndarray, classes: Sequence[int]) -> float:
-    with np.errstate(all="ignore"):
-        return float(np.nanmean(values[classes])) if len(classes) else float("nan")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(np.nanmean(values[list(classes)])) if len(classes) else float("nan")
 
 
-def primary_endpoint(results: dict, arm: str, reference: Optional[str] = None, n_resamples: int = 2000) -> Dict[str, BootstrapResult]:
-    """Rare-class Dice in distribution minus under the shift (the drop), for ``arm``, and its difference
-    from ``reference``'s drop (paired by seed and case), each with a hierarchical-bootstrap interval.
+def primary_endpoint(
+    results: dict, arm: str, reference: Optional[str] = None, n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None,
+) -> Dict[str, Estimate]:
+    """Rare-class Dice in distribution, under the shift, and their difference (the drop) for ``arm``; with a
+    ``reference``, the arm's drop minus the reference's drop. Crossed seed x case intervals (:func:`crossed_estimate`).
 
-    Returns ``{"drop": ..., "in_distribution": ..., "shifted": ...}`` and, with a reference,
-    ``"drop_minus_reference"``. Without a shifted split the "drop" is NaN.
+    Each arm averages its own defined values (a class without a value in a case is left out of that arm's mean,
+    never out of the other arm's), and every number is on the same ``seeds`` (default: those both arms finished), so
+    ``drop == in_distribution - shifted`` and ``drop_minus_reference == drop(arm) - drop(reference)`` exactly.
+
+    Returns ``{"in_distribution", "shifted", "drop"}`` and, with a reference, ``"drop_minus_reference"``; without a
+    shifted split ``{"in_distribution"}`` and, with a reference, ``"in_distribution_minus_reference"`` (the endpoint then).
     """
-    rare = rare_classes(results)
+    rare = _rare_per_seed(rare_classes(results))
     test, shifted = results["splits"][0], shifted_split(results)
-    own = {"test": case_matrix(results, arm, test)}
-    if shifted is not None:
-        own["shifted"] = case_matrix(results, arm, shifted)
-    common = finished_seeds(results, arm, reference) if reference is not None else []
-    out = {
-        "in_distribution": hierarchical_bootstrap({"test": own["test"]}, lambda v: _rare_mean(seed_mean(v["test"]), rare), n_resamples),
-    }
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
+    splits = {"test": test} if shifted is None else {"test": test, "shifted": shifted}
+    own = {key: case_matrix(results, arm, split, seeds=seeds) for key, split in splits.items()}
+    clusters = {key: case_clusters(results, arm, split, seeds) for key, split in splits.items()}
+    options = {"clusters": clusters, "n_resamples": n_resamples}
+    out = {"in_distribution": crossed_estimate({"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), **options)}
     if shifted is None:
+        if reference is not None and reference != arm:
+            other = {"test": case_matrix(results, reference, test, seeds=seeds)}
+            out["in_distribution_minus_reference"] = crossed_estimate(
+                {"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), reference=other, **options)
         return out
-    out["shifted"] = hierarchical_bootstrap({"s": own["shifted"]}, lambda v: _rare_mean(seed_mean(v["s"]), rare), n_resamples)
-    out["drop"] = hierarchical_bootstrap(own, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples)
+
+    def drop(v):
+        return rare(per_seed_mean(v["test"])) - rare(per_seed_mean(v["shifted"]))
+
+    out["shifted"] = crossed_estimate({"shifted": own["shifted"]}, lambda v: rare(per_seed_mean(v["shifted"])), **options)
+    out["drop"] = crossed_estimate(own, drop, **options)
     if reference is not None and reference != arm:
-        paired = {
-            "test": case_matrix(results, arm, test, seeds=common) - case_matrix(results, reference, test, seeds=common),
-            "shifted": case_matrix(results, arm, shifted, seeds=common) - case_matrix(results, reference, shifted, seeds=common),
-        }
-        out["drop_minus_reference"] = hierarchical_bootstrap(
-            paired, lambda v: _rare_mean(seed_mean(v["test"]) - seed_mean(v["shifted"]), rare), n_resamples
-        )
+        other = {key: case_matrix(results, reference, split, seeds=seeds) for key, split in splits.items()}
+        out["drop_minus_reference"] = crossed_estimate(own, drop, reference=other, **options)
     return out
 
 
-def class_differences(results: dict, arm: str, reference: str, split: str, metric: str = "Dice", n_resamples: int = 2000) -> BootstrapResult:
-    """Per-class ``arm - reference`` (paired by seed and case), hierarchical-bootstrap intervals, ``(K,)``."""
-    common = finished_seeds(results, arm, reference)
-    paired = case_matrix(results, arm, split, metric, common) - case_matrix(results, reference, split, metric, common)
-    return hierarchical_bootstrap({"s": paired}, lambda v: seed_mean(v["s"]), n_resamples)
+def class_estimates(
+    results: dict, arm: str, split: str, metric: str = "Dice", n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None,
+    group: Optional[str] = None, reference: Optional[str] = None,
+) -> Estimate:
+    """Per-class mean ``(K,)`` of ``arm`` on ``split`` (or ``arm - reference``, paired by seed and case, each arm
+    averaging its own defined values), crossed seed x case intervals, on ``seeds`` (default: those both finished)."""
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
+    values = {"s": case_matrix(results, arm, split, metric, seeds, group)}
+    other = {"s": case_matrix(results, reference, split, metric, seeds, group)} if reference else None
+    return crossed_estimate(values, lambda v: per_seed_mean(v["s"]), reference=other, n_resamples=n_resamples,
+                            clusters={"s": case_clusters(results, arm, split, seeds, group)})
+
+
+def class_differences(
+    results: dict, arm: str, reference: str, split: str, metric: str = "Dice", n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None,
+) -> Estimate:
+    """Per-class ``arm - reference`` ``(K,)``: :func:`class_estimates` of the pair (equal to the difference of the arms'
+    own per-class means on the same seeds)."""
+    return class_estimates(results, arm, split, metric, n_resamples, seeds, reference=reference)
 
 
 def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
@@ -149,7 +205,8 @@ def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
     names = results["class_names"]
     reference = reference_arm(results, arm)
     common = finished_seeds(results, arm, reference)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         values = np.nanmean(case_matrix(results, arm, split, seeds=common), axis=1)
         base = np.nanmean(case_matrix(results, reference, split, seeds=common), axis=1)
     which = []
@@ -162,119 +219,139 @@ def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
     return k, len(common), which
 
 
-def _interval(result: BootstrapResult, index: int = 0, digits: int = 3) -> str:
-    estimate = result.estimate[index]
-    if math.isnan(estimate):
-        return "n/a"
-    if math.isnan(result.low[index]):
-        return f"{estimate:+.{digits}f}" if estimate < 0 else f"{estimate:.{digits}f}"
-    return f"{estimate:.{digits}f} [{result.low[index]:.{digits}f}, {result.high[index]:.{digits}f}]"
-
-
-def _signed(result: BootstrapResult, index: int = 0) -> str:
-    estimate = result.estimate[index]
-    if math.isnan(estimate):
-        return "n/a"
-    if math.isnan(result.low[index]):
-        return f"{estimate:+.3f}"
-    return f"{estimate:+.3f} [{result.low[index]:+.3f}, {result.high[index]:+.3f}]"
-
-
-def _p(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
-
-
-def plain_summary(results: dict) -> List[str]:
-    """The first lines of a report in plain words: what each arm did on the rare classes, in
-    distribution and under the shift, and what the number of seeds allows to conclude."""
+def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[str]:
+    """The first lines of a report in plain words: what each arm did on the rare classes, in distribution and under
+    the shift (the same numbers as the tables below: on ``seeds``, default :func:`study_seeds`), and what the number
+    of seeds allows to conclude."""
     names = results["class_names"]
     rare = rare_classes(results)
+    rare_of = _rare_per_seed(rare)
     test, shifted = results["splits"][0], shifted_split(results)
-    seeds = min(len(finished_seeds(results, a)) for a in results["arms"] if results["arms"][a]["seeds"])
+    seeds = study_seeds(results) if seeds is None else list(seeds)
     if results.get("endpoint_classes"):
         lines = [f"**{rare_classes_text(results)}**, mean Dice:"]
     else:
         lines = [f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"]
     for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
-        own = _rare_mean(seed_mean(case_matrix(results, arm, test)), rare)
-        text = f"- `{arm}`: {own:.2f} in distribution"
+        by_seed = per_seed_mean(case_matrix(results, arm, test, seeds=seeds))
+        own = float(np.nanmean(rare_of(by_seed)))
+        text = f"- `{arm}`: {own:.3f} in distribution"
         if shifted is not None:
-            moved = _rare_mean(seed_mean(case_matrix(results, arm, shifted)), rare)
-            text += f", {moved:.2f} under the context shift (drop {own - moved:+.2f})"
-        per_class = seed_mean(case_matrix(results, arm, test))
-        lines.append(text + "; per class " + ", ".join(f"{names[k]} {per_class[k]:.2f}" for k in rare) + ".")
-    if seeds < 2:
+            moved = float(np.nanmean(rare_of(per_seed_mean(case_matrix(results, arm, shifted, seeds=seeds)))))
+            text += f", {moved:.3f} under the context shift (drop {own - moved:+.3f})"
+        per_class = seed_mean(case_matrix(results, arm, test, seeds=seeds))
+        lines.append(text + "; per class " + ", ".join(f"{names[k]} {per_class[k]:.3f}" for k in rare) + ".")
+    if len(seeds) < 2:
         lines.append(
             "One seed: no interval can be given, and differences of a few hundredths between arms are within what "
-            "another seed gives. The multi-seed study with intervals is docs/RESULTS.md (`python -m medseg_dropclass compare`)."
+            "another seed gives. The multi-seed studies with intervals are in docs/RESULTS.md (`python -m medseg_dropclass compare`)."
         )
     else:
-        lines.append(f"{seeds} or more seeds per arm; intervals and tests below.")
+        lines.append(f"{len(seeds)} seeds, each arm on the same seeds and test cases; intervals and tests below.")
     return lines
 
 
 def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropClass, per class", n_resamples: int = 2000) -> pathlib.Path:
-    """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path."""
+    """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path.
+
+    Every number is on the seeds every reported arm finished (:func:`study_seeds`), so a difference always equals
+    the difference of the arm columns it compares (to the printed digit, up to rounding of the last)."""
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
     arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
-    seeds = results["seeds"]
+    seeds = study_seeds(results, arms)
+    left_out = {a: sorted(set(finished_seeds(results, a)) - set(seeds)) for a in arms}
     shifted = shifted_split(results)
     one_seed = len(seeds) < 2
-    lines = [f"# {title}", ""] + plain_summary(results) + [""]
+    lines = [f"# {title}", ""]
+    if results.get("study"):
+        study = results["study"]
+        lines += [f"Study file `{study['path']}` (git blob `{study['blob'][:12]}`"
+                  + (f", registered {study['registered']}" if study.get("registered") else "") + ")"
+                  + (f": {study['question']}" if study.get("question") else "."), ""]
+    lines += plain_summary(results, seeds) + [""]
+    clustering = (f"cases sharing a subject (pattern `{results['cluster_pattern']}` in the reference file name) are resampled "
+                  "together" if results.get("cluster_pattern") else "each test case resampled alone")
     lines += [
-        f"Bundle `{results['bundle']}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {results['max_epochs']} epochs "
-        "at budget 1x; networks of the last epoch (no checkpoint selection). Per class: mean over seeds of the per-case "
-        "mean (a class absent from reference and prediction of a case has no value, as in nnU-Net). Intervals: 95% "
-        "hierarchical bootstrap (seeds, then cases within seed), percentile. "
+        f"Bundle `{results['bundle']}`, {len(seeds)} seed(s) finished by every arm ({', '.join(map(str, seeds))}), "
+        f"{results['max_epochs']} epochs at budget 1x; networks of the last epoch (no checkpoint selection). Per class: "
+        "mean over seeds of each seed's per-case mean (a class absent from reference and prediction of a case has no "
+        "value, as in nnU-Net; each arm averages its own values). Differences are differences of the arms' own "
+        "statistics on the same seeds and cases. Intervals: 95%, seeds and cases crossed (every seed is scored on the "
+        f"same cases): seed variance (t over seeds) plus case-set variance (bootstrap; {clustering}), Welch-Satterthwaite "
+        "degrees of freedom (docs/STUDY_DESIGN.md). "
         + ("**One seed: no interval can be given** (training variance is unknown)." if one_seed else ""),
         "",
-        "| arm | what | budget | seeds | compared with | drop sequence |",
-        "|---|---|---:|---:|---|---|",
     ]
+    unfinished = [s for s in results["seeds"] if s not in seeds]
+    if unfinished:
+        lines += [f"Seeds the study asks for but not every arm has finished yet: {', '.join(map(str, unfinished))}.", ""]
+    extra = {a: s for a, s in left_out.items() if s}
+    if extra:
+        lines += ["Runs of seeds not finished by every arm are left out: " + "; ".join(f"`{a}` seed(s) {', '.join(map(str, s))}" for a, s in extra.items()) + ".", ""]
+    lines += ["| arm | what | budget | seeds | compared with | drop sequence |", "|---|---|---:|---:|---|---|"]
     for arm in arms:
         entry = results["arms"][arm]
         lines.append(
-            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(finished_seeds(results, arm))} "
+            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(seeds)} "
             f"| {reference_arm(results, arm) if reference_arm(results, arm) != arm else '-'} | {entry.get('drop_sequence', 'own stream')} |"
         )
     lines += ["", "## Primary endpoint", ""]
     lines.append(
         f"{rare_classes_text(results)}. Endpoint, stated before the runs: the mean rare-class "
         f"Dice in distribution (`{splits[0]}`) minus under the context shift (`{shifted}`), per arm, and its difference "
-        "from the compared arm's (negative: the arm loses less under the shift). p: bootstrap, Holm-adjusted over the arms."
-        if shifted else f"{rare_classes_text(results)}. No shifted split in this study: the endpoint is their mean Dice on `{splits[0]}`."
+        "from the compared arm's drop (negative: the arm loses less under the shift)."
+        if shifted else f"{rare_classes_text(results)}. No shifted split in this study: the endpoint is their mean Dice on `{splits[0]}`, "
+        "each arm minus its compared arm."
     )
-    lines += ["", "| arm | rare Dice in distribution | rare Dice shifted | drop | drop minus compared arm's | p (Holm) |", "|---|---:|---:|---:|---:|---:|"]
+    lines[-1] += (f" p: t with the interval's degrees of freedom, never below what {len(seeds)} seed(s) can support "
+                  f"({sign_flip_floor(len(seeds)):.3g}, an exact sign-flip test's smallest p), Holm-adjusted over the compared arms.")
+    if shifted is None:
+        lines += ["", "| arm | rare Dice | compared arm's | difference | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    else:
+        lines += ["", "| arm | rare Dice in distribution | rare Dice shifted | drop | compared arm's drop | drop minus compared arm's | p (Holm) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
     primaries = {}
     for arm in arms:
         reference = reference_arm(results, arm) if reference_arm(results, arm) != arm else None
-        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples)
-    compared = [a for a in arms if "drop_minus_reference" in primaries[a]]
-    adjusted = dict(zip(compared, holm([primaries[a]["drop_minus_reference"].p_value[0] for a in compared])))
+        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples, seeds)
+    key = "in_distribution_minus_reference" if shifted is None else "drop_minus_reference"
+    compared = [a for a in arms if key in primaries[a]]
+    adjusted = dict(zip(compared, holm([primaries[a][key].p_reported[0] for a in compared])))
+    floor = next((primaries[a][key].p_floor for a in compared), float("nan"))
     for arm in arms:
         result = primaries[arm]
+        reference = reference_arm(results, arm)
         if shifted is None:
-            lines.append(f"| {arm} | {_interval(result['in_distribution'])} | | | | |")
+            difference = result.get(key)
+            lines.append(
+                f"| {arm} | {interval_text(result['in_distribution'])} | "
+                + (f"{interval_text(primaries[reference]['in_distribution'])} (`{reference}`) | {signed_text(difference)} | "
+                   f"{p_text(adjusted[arm], floor)} |" if difference is not None else "- | - | - |")
+            )
             continue
         difference = result.get("drop_minus_reference")
         lines.append(
-            f"| {arm} | {_interval(result['in_distribution'])} | {_interval(result['shifted'])} | {_signed(result['drop'])} | "
-            f"{_signed(difference) if difference is not None else '-'} | {_p(adjusted.get(arm, float('nan')))} |"
+            f"| {arm} | {interval_text(result['in_distribution'])} | {interval_text(result['shifted'])} | {signed_text(result['drop'])} | "
+            + (f"{signed_text(primaries[reference]['drop'])} (`{reference}`) | {signed_text(difference)} | {p_text(adjusted[arm], floor)} |"
+               if difference is not None else "- | - | - |")
         )
+    if compared and any(adjusted[a] <= floor * (1 + 1e-9) for a in compared):
+        lines += ["", FLOOR_NOTE]
 
     for split in splits:
-        lines += ["", f"## Dice per class, split `{split}` (mean over seeds [95% interval])", ""]
+        per_arm = {arm: class_estimates(results, arm, split, n_resamples=n_resamples, seeds=seeds) for arm in arms}
+        design = design_text(next(iter(per_arm.values())))
+        lines += ["", f"## Dice per class, split `{split}` (mean over seeds [95% interval, {design}])", ""]
         lines.append("| class | share | " + " | ".join(arms) + " |")
         lines.append("|---|---:|" + "---:|" * len(arms))
-        per_arm = {arm: hierarchical_bootstrap({"s": case_matrix(results, arm, split)}, lambda v: seed_mean(v["s"]), n_resamples) for arm in arms}
         for k, name in enumerate(names):
-            lines.append(f"| {name} | {100 * share[k]:.3f}% | " + " | ".join(_interval(per_arm[a], k) for a in arms) + " |")
+            lines.append(f"| {name} | {100 * share[k]:.3f}% | " + " | ".join(interval_text(per_arm[a], k) for a in arms) + " |")
         for bin_name, _, _ in FREQUENCY_BINS:
             cells = []
             for arm in arms:
-                values = [entry["summaries"][split]["frequency_bins"][bin_name]["Dice"] for entry in results["arms"][arm]["seeds"].values()]
+                values = [results["arms"][arm]["seeds"][str(s)]["summaries"][split]["frequency_bins"][bin_name]["Dice"] for s in seeds]
                 values = [v for v in values if v is not None and not math.isnan(v)]
                 cells.append(f"{np.mean(values):.3f}" if values else "n/a")
             lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
@@ -285,31 +362,33 @@ def write_report(results: dict, output_dir: str, title: str = "Baseline vs DropC
             lines.append("| class | group | " + " | ".join(arms) + " |")
             lines.append("|---|---|" + "---:|" * len(arms))
             for group, text in groups.items():
-                per_group = {
-                    arm: hierarchical_bootstrap({"s": case_matrix(results, arm, split, group=text)}, lambda v: seed_mean(v["s"]), n_resamples)
-                    for arm in arms
-                }
+                per_group = {arm: class_estimates(results, arm, split, n_resamples=n_resamples, seeds=seeds, group=text) for arm in arms}
                 for k, name in enumerate(names[1:], 1):
-                    lines.append(f"| {name} | {group} | " + " | ".join(_interval(per_group[a], k) for a in arms) + " |")
+                    lines.append(f"| {name} | {group} | " + " | ".join(interval_text(per_group[a], k) for a in arms) + " |")
 
-    differences: Dict[Tuple[str, str], BootstrapResult] = {}
+    differences: Dict[Tuple[str, str], Estimate] = {}
     compared_arms = [a for a in arms if reference_arm(results, a) != a]
     for arm in compared_arms:
         for split in splits:
-            differences[arm, split] = class_differences(results, arm, reference_arm(results, arm), split, n_resamples=n_resamples)
+            differences[arm, split] = class_differences(results, arm, reference_arm(results, arm), split, n_resamples=n_resamples, seeds=seeds)
     if differences:
         lines += [
             "", "## Per-class Dice difference from the compared arm (paired by seed and case)", "",
-            "Secondary endpoints: 95% intervals; p-values Holm-adjusted over the foreground classes and splits of each arm.", "",
+            "Secondary endpoints: each equals the difference of the two arms' columns above; 95% intervals; p-values "
+            "Holm-adjusted over the foreground classes and splits of each arm.", "",
             "| arm | split | " + " | ".join(names[1:]) + " |", "|---|---|" + "---:|" * (len(names) - 1),
         ]
+        floored = False
         for arm in compared_arms:
-            raw = np.concatenate([differences[arm, s].p_value[1:] for s in splits])
+            raw = np.concatenate([differences[arm, s].p_reported[1:] for s in splits])
             adjusted_p = holm(raw).reshape(len(splits), -1)
             for i, split in enumerate(splits):
                 result = differences[arm, split]
-                cells = [f"{_signed(result, k)} (p {_p(adjusted_p[i, k - 1])})" for k in range(1, len(names))]
+                floored |= bool(np.any(adjusted_p[i] <= result.p_floor * (1 + 1e-9)))
+                cells = [f"{signed_text(result, k)} (p {p_text(adjusted_p[i, k - 1], result.p_floor)})" for k in range(1, len(names))]
                 lines.append(f"| {arm} vs {reference_arm(results, arm)} | {split} | " + " | ".join(cells) + " |")
+        if floored:
+            lines += ["", FLOOR_NOTE]
         figure = write_difference_figure(results, differences, out / "delta_dice_vs_share.png")
         lines += ["", f"![per-class Dice difference with 95% intervals against class share]({figure.name})"]
 
@@ -406,7 +485,7 @@ def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = 
 
 
 def write_difference_figure(
-    results: dict, differences: Dict[Tuple[str, str], BootstrapResult], path: pathlib.Path, classes: Optional[Sequence[int]] = None,
+    results: dict, differences: Dict[Tuple[str, str], Estimate], path: pathlib.Path, classes: Optional[Sequence[int]] = None,
     scale: float = 1.0, ylabel: str = "Dice difference (95% interval)",
 ) -> pathlib.Path:
     """Per-class difference (point and 95% interval, times ``scale``) against class share on a log axis, a panel per

@@ -41,6 +41,7 @@ COMMON_SPLIT: Dict[str, Tuple[int, ...]] = {
 }
 COMMON_SPLIT["training"] = tuple(n for n in range(1, 101) if n not in COMMON_SPLIT["validation"] + COMMON_SPLIT["test"])
 SHIFT_GROUP = "RV"
+REPLICATION_GROUP = "DCM"  # the second shift split (studies/acdc_shift_dcm_replication.yaml)
 H5_PHASES = {1: "ED", 2: "ES"}
 
 
@@ -187,16 +188,22 @@ def h5_cases(root: pathlib.Path) -> Iterator[AcdcCase]:
 
 def acdc_splits(patients: Dict[int, str]) -> Dict[str, List[int]]:
     """Patient numbers of each split: ``{training,validation,test}_{common,shift}`` and ``test_no_rv`` from
-    ``{patient: group}``.
+    ``{patient: group}``, and the replication's ``{training,validation,test}_shift_dcm`` and ``test_no_dcm``.
 
     ``shift``: the common training and validation patients outside the RV group; its test set is every RV
     patient, and ``test_no_rv`` (the common test patients outside RV) is its in-distribution test set.
+    ``shift_dcm``: the same with the DCM group (dilated left ventricle) held out.
     """
     splits = {f"{name}_common": [p for p in COMMON_SPLIT[name] if p in patients] for name in ("training", "validation", "test")}
     for name in ("training", "validation"):
         splits[f"{name}_shift"] = [p for p in COMMON_SPLIT[name] if p in patients and patients[p] != SHIFT_GROUP]
     splits["test_shift"] = sorted(p for p, group in patients.items() if group == SHIFT_GROUP)
     splits["test_no_rv"] = [p for p in splits["test_common"] if patients[p] != SHIFT_GROUP]  # in distribution for "shift"
+    # the replication: the same design with the dilated-LV group (DCM) held out, so the LV is the shifted structure
+    for name in ("training", "validation"):
+        splits[f"{name}_shift_dcm"] = [p for p in COMMON_SPLIT[name] if p in patients and patients[p] != REPLICATION_GROUP]
+    splits["test_shift_dcm"] = sorted(p for p, group in patients.items() if group == REPLICATION_GROUP)
+    splits["test_no_dcm"] = [p for p in splits["test_common"] if patients[p] != REPLICATION_GROUP]
     return splits
 
 
@@ -241,7 +248,8 @@ def write_acdc_decathlon(
         "modality": {"0": "cine-MRI"},
         "labels": ACDC_LABELS,
         "numTraining": sum(len(v) for v in entries.values()),
-        "splits": {"common": "the 70/10/20 patients of the h5 copy's lists", "shift": f"train/validate without group {SHIFT_GROUP}, test on {SHIFT_GROUP} (test_shift) and in distribution on test_no_rv"},
+        "splits": {"common": "the 70/10/20 patients of the h5 copy's lists", "shift": f"train/validate without group {SHIFT_GROUP}, test on {SHIFT_GROUP} (test_shift) and in distribution on test_no_rv",
+                   "shift_dcm": f"train/validate without group {REPLICATION_GROUP}, test on {REPLICATION_GROUP} (test_shift_dcm) and in distribution on test_no_dcm"},
     }
     for name, patients in splits.items():
         content[name] = [entry for p in patients for entry in sorted(entries[p], key=lambda e: e["phase"])]

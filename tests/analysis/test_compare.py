@@ -62,7 +62,7 @@ def test_one_seed_report_says_no_interval(tmp_path):
     results = fake_results({"baseline": {"test": values, "test_shifted": values}, "dropclass": {"test": values, "test_shifted": values - 0.1}}, seeds=(0,))
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
     assert "One seed: no interval can be given" in report and "**One seed: no interval can be given**" in report
-    assert "| dropclass | 0.500 | 0.400 | +0.100 | +0.100 | n/a |" in report
+    assert "| dropclass | 0.500 | 0.400 | +0.100 | +0.000 (`baseline`) | +0.100 | n/a |" in report
 
 
 def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
@@ -181,7 +181,9 @@ def test_report_of_a_study_in_progress_pairs_the_finished_seeds(tmp_path):
     assert primary["drop_minus_reference"].estimate[0] == pytest.approx(-0.05) and primary["drop_minus_reference"].seeds == 3
     assert collapse_events(results, "dropclass") == (0, 3, [])
     report = write_report(results, str(tmp_path), n_resamples=100).read_text()
-    assert "| dropclass | dropclass | 1x | 3 | baseline |" in report and "| baseline | baseline | 1x | 5 | - |" in report
+    # every number on the seeds both arms finished, so the difference equals the columns beside it
+    assert "| dropclass | dropclass | 1x | 3 | baseline |" in report and "| baseline | baseline | 1x | 3 | - |" in report
+    assert "Runs of seeds not finished by every arm are left out: `baseline` seed(s) 3, 4." in report
 
 
 def test_case_groups_select_the_cases_by_file_name():

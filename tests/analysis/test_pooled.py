@@ -35,11 +35,11 @@ def test_pooled_iou_sums_counts_over_images_before_the_ratio():
     counts = np.zeros((1, 2, 3, 3))
     counts[0, 0, 2] = [1, 1, 0]
     counts[0, 1, 2] = [90, 5, 5]
-    iou = pooled_iou(counts)
+    iou = pooled_iou(counts)[0]  # (S, K): per seed
     assert iou[2] == pytest.approx(91 / 102)  # pooled, not the mean of 0.5 and 0.9
     assert np.isnan(iou[0]) and np.isnan(iou[1])  # never in reference nor prediction
     two_seeds = np.concatenate([counts, counts * [[[[1, 0, 0]]]]])  # seed 1: every pole pixel right
-    assert pooled_iou(two_seeds)[2] == pytest.approx((91 / 102 + 1.0) / 2)
+    assert pooled_iou(two_seeds)[:, 2] == pytest.approx([91 / 102, 1.0])
 
 
 def test_paired_differences_intervals_and_report(tmp_path):
@@ -54,7 +54,7 @@ def test_paired_differences_intervals_and_report(tmp_path):
     own = pooled_per_class(results, "baseline", "test", n_resamples=200)
     assert own.estimate.shape == (5,)  # per class, mIoU, endpoint mean
     assert own.estimate[3] == pytest.approx(np.mean(own.estimate[:3])) and own.estimate[4] == pytest.approx(own.estimate[2])
-    expected = pooled_iou(better)[2] - pooled_iou(base)[2]
+    expected = pooled_iou(better)[:, 2].mean() - pooled_iou(base)[:, 2].mean()
     difference = pooled_differences(results, "dropclass", "baseline", "test", n_resamples=300)
     assert difference.estimate[2] == pytest.approx(expected) and expected > 0.05
     assert difference.low[2] > 0 and difference.p_value[2] < 0.01

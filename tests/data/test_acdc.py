@@ -161,5 +161,8 @@ def test_splits_from_groups():
     splits = acdc_splits(groups)
     assert len(splits["training_common"]) == 70 and len(splits["test_shift"]) == 20
     assert not set(splits["training_shift"]) & set(splits["test_shift"])
+    assert splits["test_shift_dcm"] == list(range(1, 21)) and not set(splits["training_shift_dcm"]) & set(range(1, 21))  # DCM: 001-020
+    assert set(splits["training_shift_dcm"]) == set(splits["training_common"]) - set(range(1, 21))
+    assert splits["test_no_dcm"] == [p for p in splits["test_common"] if p > 20]
     assert len(splits["test_no_rv"]) == 16 and not set(splits["test_no_rv"]) & set(splits["test_shift"])
     assert set(splits["training_shift"]) | set(splits["test_shift"]) >= set(splits["training_common"])

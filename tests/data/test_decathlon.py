@@ -204,3 +204,21 @@ def test_labels_must_be_numbered_from_zero(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"1": "a", "2": "b"}, "training": []}))
     with pytest.raises(DatasetError, match=r"'labels' must number at least 2 classes 0..K-1, got \[1, 2\]"):
         read_dataset_json(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int16])
+def test_zscore_over_nonzero_voxels_is_bitwise_monais(dtype):
+    """The in-place z-score (half the peak memory on a CT-sized volume) equals NormalizeIntensityd(nonzero, channel_wise)."""
+    from monai.data import MetaTensor
+    from monai.transforms import NormalizeIntensityd
+
+    from medseg_dropclass.data.transforms import ZScoreNonzerod
+
+    generator = torch.Generator().manual_seed(0)
+    image = (torch.randn(3, 20, 18, 9, generator=generator, dtype=torch.float64) * 300 + 40).to(dtype)
+    image[:, :4] = 0  # background
+    image[2] = 0  # an all-zero channel stays as it is
+    image[1, 5:, :, :] = 7  # a constant channel: std 0, divided by 1
+    expected = NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)({"image": MetaTensor(image.clone())})["image"]
+    ours = ZScoreNonzerod(keys="image")({"image": MetaTensor(image.clone())})["image"]
+    assert ours.dtype == expected.dtype and torch.equal(ours.as_tensor(), expected.as_tensor())
