@@ -182,11 +182,8 @@ def crossed_estimate(
         return Estimate(estimate, low, high, np.where(np.isnan(estimate), np.nan, p_value), seeds, num_clusters, 0.0)
     with _quiet():
         var_cases = np.nanvar(replicates, axis=0, ddof=1)
-        if seed_level:
-            total = var_seeds + var_cases
-            df = total**2 / (var_seeds**2 / np.maximum(finite - 1, 1) + var_cases**2 / (num_clusters - 1))
-        else:
-            total, df = var_cases, np.full(estimate.shape, num_clusters - 1.0)
+        total = var_seeds + var_cases
+        df = total**2 / (var_seeds**2 / np.maximum(finite - 1, 1) + var_cases**2 / (num_clusters - 1))  # Welch-Satterthwaite
         se = np.sqrt(total)
         quantile = stats.t.ppf(0.5 + confidence / 2, df)
         margin = np.where(se > 0, quantile * se, 0.0)  # no variance at all (identical arms): the point itself
@@ -203,8 +200,8 @@ def _case_replicates(by_seed, data, groups, n_resamples: int, rng: np.random.Gen
     splits = list(groups)
     seeds = data[splits[0]].shape[1]
     equal = all(len({len(g) for g in groups[s]}) == 1 for s in splits)
-    per_case = max(int(np.prod(d.shape[::2][:1])) * int(np.prod(d.shape[2:])) for d in data.values())
-    chunk = max(1, min(n_resamples, int(2e7 // max(1, seeds * per_case)))) if equal else 1
+    per_replicate = max(d.shape[0] * seeds * int(np.prod(d.shape[2:])) for d in data.values())  # values a replicate copies
+    chunk = max(1, min(n_resamples, int(2e7 // max(1, per_replicate)))) if equal else 1  # about 160 MB of float64 at once
     out = []
     done = 0
     while done < n_resamples:

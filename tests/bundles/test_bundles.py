@@ -350,40 +350,6 @@ def final_error(stderr: str) -> str:
     return stderr.rsplit("\nerror: ", 1)[1].strip() if "\nerror: " in stderr else ""
 
 
-def corrupt_first_training_case(source, target, problem):
-    import json
-    import shutil
-
-    shutil.copytree(source, target)
-    case = json.loads((target / "dataset.json").read_text())["training"][0]
-    image_file, label_file = target / case["image"], target / case["label"]
-    image, label = nib.load(str(image_file)), nib.load(str(label_file))
-    pixels, classes = np.asarray(image.dataobj).astype(np.float32), np.asarray(label.dataobj)
-    if problem == "label_negative":
-        classes = classes.astype(np.int16)
-        classes[0, 0] = -1
-        nib.save(nib.Nifti1Image(classes, label.affine), str(label_file))
-    elif problem == "label_fractional":
-        classes = classes.astype(np.float32)
-        classes[0, 0] = 0.5
-        nib.save(nib.Nifti1Image(classes, label.affine), str(label_file))
-    elif problem == "geometry_mismatch":
-        shifted = label.affine.copy()
-        shifted[0, 3] += 5.0
-        nib.save(nib.Nifti1Image(classes, shifted), str(label_file))
-    elif problem == "empty_file":
-        image_file.write_bytes(b"")
-    elif problem == "truncated_file":
-        content = image_file.read_bytes()
-        image_file.write_bytes(content[: len(content) // 2])
-    elif problem == "two_channel_image":
-        nib.save(nib.Nifti1Image(np.stack([pixels, pixels], -1), image.affine), str(image_file))
-    elif problem == "nan_image":
-        pixels[3, 3] = np.nan
-        nib.save(nib.Nifti1Image(pixels, image.affine), str(image_file))
-    return image_file, label_file
-
-
 @pytest.mark.parametrize(
     "problem, culprit, message",
     [
@@ -398,10 +364,12 @@ def corrupt_first_training_case(source, target, problem):
 )
 def test_a_bad_training_case_exits_1_with_the_file_and_the_problem_last(phantom2d, tmp_path, problem, culprit, message):
     """Each exited 1 or aborted with 134 after a message buried in MONAI's wrappers; the last line now names both."""
-    image_file, label_file = corrupt_first_training_case(phantom2d, tmp_path / "data", problem)
+    from tests.data.broken_datasets import PROBLEMS, break_dataset
+
+    named = str(break_dataset(phantom2d, tmp_path / "data", problem))
+    assert PROBLEMS[problem].culprit == culprit
     done = bundle_cli("phantom2d_dropclass", "train", "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o"),
                       "--max_epochs", "1", "--batch_size", "2")
-    named = str(label_file if culprit == "label" else image_file)
     assert done.returncode == 1, done.stderr[-2000:]
     assert final_error(done.stderr).startswith(f"{named}: ") and message in final_error(done.stderr), done.stderr[-2000:]
     assert not (tmp_path / "o" / "checkpoints").exists() or not list((tmp_path / "o" / "checkpoints").iterdir())
