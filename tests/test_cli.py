@@ -110,6 +110,7 @@ def test_the_wheel_carries_the_bundles_and_finds_them_installed(tmp_path):
     for bundle in ("_base", "phantom2d_dropclass", "phantom3d_dropclass", "msd_organ_lesion_dropclass", "cityscapes_dropclass", "voc_dropclass"):
         assert any(n.startswith(f"medseg_dropclass/bundles/{bundle}/configs/") for n in names), bundle
     assert "medseg_dropclass/bundles/phantom2d_dropclass/models/model.pt" in names
+    assert "medseg_dropclass/analysis/arms.yaml" in names  # the arm registry is data the study engine reads
     target = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                                capture_output=True, text=True, timeout=300)
