@@ -45,7 +45,7 @@ def main() -> None:
         case = work / f"{dims}d_{problem}_{repeat}"
         named = break_dataset(sources[dims], case / "data", problem)
         done = train_on(case / "data", case / "out", dims)
-        verdict = judge(done, named, PROBLEMS[problem])
+        verdict = judge(done, named, PROBLEMS[problem], dims)
         outcomes[(dims, "exit 134" if done.returncode == 134 else "ok" if not verdict else "wrong")] += 1
         if verdict:
             failures.append(f"{dims}D {problem} #{repeat}: {verdict}")

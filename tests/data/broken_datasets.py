@@ -24,7 +24,7 @@ class Problem(NamedTuple):
     name: str
     culprit: str  # "image", "label" or "dataset.json"
     message: str  # a part of the final error line
-    spatial: Sequence[int] = (2, 3)  # where the message is as written
+    message_2d: str = ""  # where a 2D bundle says it otherwise
 
 
 def _first_case(root: pathlib.Path):
@@ -73,7 +73,7 @@ def break_dataset(source: pathlib.Path, target: pathlib.Path, problem: str) -> p
     elif problem == "two_channel_image":
         nib.save(nib.Nifti1Image(np.stack([pixels, pixels], -1), image.affine), str(image_file))
     elif problem == "missing_file":
-        image_file.unlink()
+        image_file.unlink()  # dataset.json names it
     elif problem == "external_path":
         outside = target.parent / f"{target.name}_outside.nii.gz"
         shutil.copy(image_file, outside)
@@ -100,8 +100,8 @@ _CORPUS: List[Problem] = [
     Problem("truncated_file", "image", "cannot be read as an image"),
     Problem("shape_mismatch", "label", "differs from image shape"),
     Problem("geometry_mismatch", "label", "label geometry (affine) differs from image"),
-    Problem("two_channel_image", "image", "image has 2 channel(s), expected 1", (3,)),
-    Problem("missing_file", "image", "missing file(s)"),
+    Problem("two_channel_image", "image", "image has 2 channel(s), expected 1", "a 3D image of shape (48, 48, 2); the model takes 2D images"),
+    Problem("missing_file", "dataset.json", "split 'training' lists 1 missing file(s)"),
     Problem("external_path", "dataset.json", "outside the dataset folder (pass --allow_external_paths True"),
     Problem("no_tensor_image_size", "dataset.json", "no 'tensorImageSize' (\"2D\" or \"3D\")"),
     Problem("labels_not_numbered", "dataset.json", "'labels' must number at least 2 classes 0..K-1"),
@@ -129,13 +129,14 @@ def last_error(stderr: str) -> str:
     return ""
 
 
-def judge(done: subprocess.CompletedProcess, named: pathlib.Path, problem: Problem) -> str:
+def judge(done: subprocess.CompletedProcess, named: pathlib.Path, problem: Problem, spatial_dims: int = 3) -> str:
     """'' when the run ended as it must (exit 1, the last ``error:`` names the file and the problem), else what was wrong."""
     error = last_error(done.stderr)
+    message = problem.message_2d if spatial_dims == 2 and problem.message_2d else problem.message
     if done.returncode != 1:
         return f"exit {done.returncode}"
     if not error.startswith(f"{named}: "):
         return f"error line does not start with {named}: {error[:200]!r}"
-    if problem.message not in error:
-        return f"error line lacks {problem.message!r}: {error[:300]!r}"
+    if message not in error:
+        return f"error line lacks {message!r}: {error[:300]!r}"
     return ""

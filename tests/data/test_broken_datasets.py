@@ -20,7 +20,7 @@ def test_a_broken_dataset_ends_with_exit_1_and_names_the_file(problem, spatial_d
     source = phantom2d if spatial_dims == 2 else phantom3d
     named = break_dataset(source, tmp_path / "data", problem)
     done = train_on(tmp_path / "data", tmp_path / "out", spatial_dims)
-    assert judge(done, named, PROBLEMS[problem]) == "", done.stderr[-3000:]
+    assert judge(done, named, PROBLEMS[problem], spatial_dims) == "", done.stderr[-3000:]
     assert "terminate called" not in done.stderr
 
 
