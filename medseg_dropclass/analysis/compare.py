@@ -431,11 +431,10 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
     try:  # every --set key is one the bundle has, before anything trains
-        defaults = bundle_parser(args.bundle, extra)
+        bundle_parser(args.bundle, extra)
     except (ConfigKeyError, FileNotFoundError) as error:
         parser.error(str(error))
     max_epochs = args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
-    del defaults
     try:
         with folder_lock(str(pathlib.Path(args.output_dir).resolve()), "study folder"):
             _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry, study)

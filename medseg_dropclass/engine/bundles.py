@@ -167,9 +167,7 @@ def documented_keys(bundle: Union[str, pathlib.Path], *configs: str) -> List[Tup
             match = line_pattern.match(line)
             if match and not match.group(1).startswith(("imports", "+imports")):
                 key, value, comment = match.group(1), match.group(2).strip(), (match.group(3) or "").strip()
-                if not value and key in rows and not comment:
-                    comment = rows[key][2]
-                rows[key] = (key, value or "(a section)", comment or (rows[key][2] if key in rows else ""))
+                rows[key] = (key, value or "(a section)", comment or rows.get(key, ("", "", ""))[2])  # an overlay keeps the base's comment
     return list(rows.values())
 
 
