@@ -9,14 +9,12 @@ e.g. ``compare`` evaluating a run it trained). ``fcntl`` is POSIX: elsewhere the
 
 import atexit
 import contextlib
-import logging
 import os
 from typing import Dict, Iterable, Iterator, Optional
 
 __all__ = ["LOCK_NAME", "FolderLockedError", "lock_folder", "release_folder", "held_folders", "folder_lock"]
 
 LOCK_NAME = ".lock"
-logger = logging.getLogger(__name__)
 _HELD: Dict[str, int] = {}  # real path of the folder -> file descriptor of its lock file
 
 
@@ -97,9 +95,7 @@ def lock_folder(folder: str, checked: object = None, what: str = "output folder"
     previous = _read_pid(fd)
     if previous is not None and previous != os.getpid():
         state = "no longer running" if not _alive(previous) else "its lock was released"
-        message = f"{folder}: taking over the lock left by process {previous} ({state})"
-        logger.warning(message)
-        print(f"notice: {message}", flush=True)
+        print(f"notice: {folder}: taking over the lock left by process {previous} ({state})", flush=True)
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f"{os.getpid()}\n".encode())
