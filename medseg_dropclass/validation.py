@@ -9,7 +9,7 @@ import torch
 __all__ = [
     "INTERPOLATION_MODES", "interpolation_mode", "check_num_classes", "check_label_values", "nanmean",
     "require_file", "require_dir", "require_checkpoint", "require_spatial_dims", "check_types", "check_batches",
-    "InputError", "MissingFileError", "check_output_file", "check_writable_folder",
+    "InputError", "MissingFileError", "check_writable_folder",
 ]
 
 
@@ -103,25 +103,6 @@ def require_spatial_dims(spatial_dims: Optional[int], dataset_json: Any) -> int:
         f"{dataset_json}: no 'tensorImageSize' (\"2D\" or \"3D\"), so the image dimensions are unknown; add it to the file "
         f"or pass --spatial_dims 2 (or 3)" if spatial_dims is None else f"{dataset_json}: spatial_dims={spatial_dims!r}; use 2 or 3"
     )
-
-
-def check_output_file(path: str, inputs: Iterable[str] = (), overwrite: bool = False) -> str:
-    """Refuse an output ``path`` before anything is computed: one that is an input, a symbolic link (never written
-    through), an existing file without ``overwrite``, or in a folder that cannot be created or written.
-
-    Raises:
-        InputError: naming ``path`` and the problem.
-    """
-    real = os.path.realpath(path)
-    if any(real == os.path.realpath(i) for i in inputs):
-        raise InputError(f"{path}: is the input file; choose another output")
-    if os.path.islink(path):
-        raise InputError(f"{path}: is a symbolic link (to {os.readlink(path)}); refusing to write through it")
-    if os.path.exists(path) and not overwrite:
-        raise InputError(f"{path}: exists; pass --overwrite to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    check_writable_folder(folder)
-    return path
 
 
 def check_writable_folder(folder: str) -> str:

@@ -8,7 +8,6 @@ ratio would weight a 20-pixel pole like a whole road). Reads what :func:`medseg_
 ``TP``/``FP``/``FN`` count is already in each run's ``summary.json``.
 """
 
-import math
 import pathlib
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 

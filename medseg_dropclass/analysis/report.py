@@ -132,12 +132,6 @@ def _rare_per_seed(classes: Sequence[int]):
     return rare
 
 
-def _rare_mean(values: np.ndarray, classes: Sequence[int]) -> float:
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(np.nanmean(values[list(classes)])) if len(classes) else float("nan")
-
-
 def primary_endpoint(
     results: dict, arm: str, reference: Optional[str] = None, n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None,
 ) -> Dict[str, Estimate]:

@@ -10,7 +10,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from typing import Callable, Dict, List, NamedTuple, Sequence
+from typing import Callable, Dict, List, NamedTuple
 
 import nibabel as nib
 import numpy as np
