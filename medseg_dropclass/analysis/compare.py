@@ -352,7 +352,8 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--study", default=None, metavar="FILE",
                         help="run or resume the study a file describes (studies/<name>.yaml: bundle, dataset, arms, seeds, budget, "
                              "endpoint); the options below that it sets are taken from it")
-    parser.add_argument("--arms", nargs="+", default=["baseline", "dropclass"], help=f"known: {', '.join(ARMS)}")
+    parser.add_argument("--arms", nargs="+", default=["baseline", "dropclass"],
+                        help=f"known: {', '.join(ARMS)}; with --study, a part of its arms to run now (the report covers the whole study)")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
     parser.add_argument("--seed-ids", type=int, nargs="+", default=None, metavar="SEED",
                         help="these seeds instead of 0..--seeds-1 (e.g. two studies side by side on the seeds of one output folder)")
@@ -385,7 +386,13 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         except ValueError as error:
             parser.error(str(error))
         registry = {**ARMS, **study.arms}
-        args.bundle, args.dataset_dir, args.arms, args.seed_ids = study.bundle, study.dataset_dir, list(study.arms), list(study.seeds)
+        chunk_arms = args.arms if args.arms != parser.get_default("arms") else list(study.arms)
+        chunk_seeds = args.seed_ids if args.seed_ids is not None else list(study.seeds)
+        outside = [a for a in chunk_arms if a not in study.arms] + [f"seed {s}" for s in chunk_seeds if s not in study.seeds]
+        if outside:
+            parser.error(f"--arms/--seed-ids with --study run a part of the study; {outside} not in {args.study} "
+                         f"(arms {list(study.arms)}, seeds {list(study.seeds)})")
+        args.bundle, args.dataset_dir, args.arms, args.seed_ids = study.bundle, study.dataset_dir, chunk_arms, chunk_seeds
         args.max_epochs, args.eval_splits, args.endpoint_classes = study.max_epochs, study.eval_splits, study.endpoint_classes
         args.pooled_iou, args.gradcam_classes = study.pooled_iou, study.gradcam_classes
         args.similarity_pairs = [f"{a}:{b}" for a, b in study.similarity_pairs]
@@ -393,6 +400,11 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         args.set = [f"{k}={json.dumps(v)}" for k, v in study.overrides.items()] + list(args.set)
         if args.output_dir == parser.get_default("output_dir"):
             args.output_dir = f"outputs/{study.name}"
+        from medseg_dropclass.analysis.study_file import reuse_committed_runs
+
+        reused = reuse_committed_runs(study, pathlib.Path(args.output_dir))
+        if reused:
+            print(f"{len(reused)} committed run(s) of {args.study} copied into {args.output_dir} (reused, not retrained): {', '.join(reused)}")
     else:
         registry = ARMS
     extra = {}

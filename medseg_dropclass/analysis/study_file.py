@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from medseg_dropclass.analysis.compare import ARMS, Arm, arm_from
 
-__all__ = ["Study", "load_study", "study_results", "write_study_reports", "collect_runs", "missing_runs", "study_report_main"]
+__all__ = ["Study", "load_study", "study_results", "write_study_reports", "collect_runs", "reuse_committed_runs", "missing_runs", "study_report_main"]
 
 KEYS = {
     "name": "a short name", "question": "what the study asks, in one sentence", "registered": "the date the file was written",
@@ -203,6 +203,24 @@ def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> Li
                 if (destination / name).is_file() and (destination / name).read_bytes() != (origin / name).read_bytes():
                     raise FileExistsError(f"{destination / name} differs from {origin / name}; remove it to replace it (nothing overwritten)")
                 shutil.copyfile(origin / name, destination / name)
+            copied.append(f"{arm} seed {seed}")
+    return copied
+
+
+def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
+    """Copy the study's committed runs (``<results>/results/<arm>/seed<N>/``) into ``output_dir`` where it has no run of
+    that arm and seed yet, so that ``compare --study`` reuses them instead of training them again (``run_study`` checks
+    that their recorded settings are the study's). A run already in ``output_dir`` is left alone. Returns ``"arm seed N"``."""
+    copied = []
+    for arm in study.arms:
+        for seed in study.seeds:
+            origin, destination = _run_folder(study.results / "results", arm, seed), _run_folder(output_dir, arm, seed)
+            if not (origin / "result.json").is_file() or (destination / "result.json").exists():
+                continue
+            destination.mkdir(parents=True, exist_ok=True)
+            for name in ("result.json", "args.json"):
+                if (origin / name).is_file() and not (destination / name).exists():
+                    shutil.copyfile(origin / name, destination / name)
             copied.append(f"{arm} seed {seed}")
     return copied
 
