@@ -32,15 +32,22 @@ def main() -> None:
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="broken_datasets_"))
     sources = {}
-    for dims, config in ((2, dataclasses.replace(DEFAULT_2D, size=48, num_train=6, num_test=2, num_shifted=2)),
-                         (3, dataclasses.replace(DEFAULT_3D, size=32, num_train=3, num_test=1, num_shifted=1))):
+    for dims, config in (
+        (2, dataclasses.replace(DEFAULT_2D, size=48, num_train=6, num_test=2, num_shifted=2)),
+        (3, dataclasses.replace(DEFAULT_3D, size=32, num_train=3, num_test=1, num_shifted=1)),
+    ):
         if dims in args.spatial_dims:
             sources[dims] = work / f"phantom{dims}d"
             make_phantom_dataset(str(sources[dims]), config, progress=False)
     outcomes = collections.Counter()
     failures = []
     start = time.perf_counter()
-    runs = [(dims, problem, repeat) for dims in args.spatial_dims for problem in args.problems for repeat in range(args.repeats)]
+    runs = [
+        (dims, problem, repeat)
+        for dims in args.spatial_dims
+        for problem in args.problems
+        for repeat in range(args.repeats)
+    ]
     for dims, problem, repeat in tqdm(runs, desc="trainings", unit="run"):
         case = work / f"{dims}d_{problem}_{repeat}"
         named = break_dataset(sources[dims], case / "data", problem)
@@ -49,11 +56,15 @@ def main() -> None:
         outcomes[(dims, "exit 134" if done.returncode == 134 else "ok" if not verdict else "wrong")] += 1
         if verdict:
             failures.append(f"{dims}D {problem} #{repeat}: {verdict}")
-    print(f"\n{len(runs)} trainings in {time.perf_counter() - start:.0f} s ({len(args.problems)} problems x {args.repeats} repeats x "
-          f"{len(args.spatial_dims)} bundles)")
+    print(
+        f"\n{len(runs)} trainings in {time.perf_counter() - start:.0f} s ({len(args.problems)} problems x {args.repeats} repeats x "
+        f"{len(args.spatial_dims)} bundles)"
+    )
     for dims in args.spatial_dims:
-        print(f"  {dims}D: {outcomes[(dims, 'ok')]} ended with exit 1 and the file and problem last; "
-              f"{outcomes[(dims, 'exit 134')]} exits of 134; {outcomes[(dims, 'wrong')]} other")
+        print(
+            f"  {dims}D: {outcomes[(dims, 'ok')]} ended with exit 1 and the file and problem last; "
+            f"{outcomes[(dims, 'exit 134')]} exits of 134; {outcomes[(dims, 'wrong')]} other"
+        )
     for line in failures:
         print(f"  {line}")
     sys.exit(1 if failures else 0)

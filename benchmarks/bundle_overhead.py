@@ -103,7 +103,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="the baseline arm (default: the DropClass arm)")
     parser.add_argument("--profile-handlers", action="store_true", help="one more bundle run, timed per handler")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="bundle overrides, e.g. val_interval=5")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="bundle overrides, e.g. val_interval=5"
+    )
     args = parser.parse_args()
     extra = {}
     for item in args.set:
@@ -120,12 +122,21 @@ def main() -> None:
                 times[name].append(run(args.bundle, {**run_overrides, "output_dir": f"{work}/{name}{repeat}"}))
                 print(f"  {name:<6} run {repeat + 1}: {times[name][-1]:.1f} s", flush=True)
     probe = parsed(args.bundle, {"max_epochs": args.epochs, **extra})
-    images = args.epochs * len(probe.get_parsed_content("train_datalist")) // int(probe.get("batch_size")) * int(probe.get("batch_size"))
+    images = (
+        args.epochs
+        * len(probe.get_parsed_content("train_datalist"))
+        // int(probe.get("batch_size"))
+        * int(probe.get("batch_size"))
+    )
     images *= int(getattr(probe.get_parsed_content("preprocessing"), "num_crops", 1))
     bundle_s, bare_s = statistics.median(times["bundle"]), statistics.median(times["bare"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.bundle}, "
-          f"{'baseline' if args.baseline else 'DropClass'} arm, {args.epochs} epochs, val_interval {probe.get('val_interval')}")
-    print(f"bundle {bundle_s:.1f} s ({images / bundle_s:.1f} images/s), bare loop {bare_s:.1f} s ({images / bare_s:.1f} images/s)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.bundle}, "
+        f"{'baseline' if args.baseline else 'DropClass'} arm, {args.epochs} epochs, val_interval {probe.get('val_interval')}"
+    )
+    print(
+        f"bundle {bundle_s:.1f} s ({images / bundle_s:.1f} images/s), bare loop {bare_s:.1f} s ({images / bare_s:.1f} images/s)"
+    )
     print(f"ratio bundle/bare: {bundle_s / bare_s:.3f} (target <= 1.15)")
     if args.profile_handlers:
         rows: List[Tuple[str, str, float]] = []

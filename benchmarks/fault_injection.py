@@ -20,7 +20,14 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.engine.fault_injection import differences, final_state, random_kill_points, run_with_kills, timed, train_command  # noqa: E402
+from tests.engine.fault_injection import (  # noqa: E402
+    differences,
+    final_state,
+    random_kill_points,
+    run_with_kills,
+    timed,
+    train_command,
+)
 
 
 def main() -> None:
@@ -38,12 +45,16 @@ def main() -> None:
     work = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix="fault_injection_"))
     data = work / "data"
     if not (data / "dataset.json").is_file():
-        make_phantom_dataset(str(data), dataclasses.replace(DEFAULT_2D, size=48, num_train=10, num_test=2, num_shifted=2), progress=False)
+        make_phantom_dataset(
+            str(data), dataclasses.replace(DEFAULT_2D, size=48, num_train=10, num_test=2, num_shifted=2), progress=False
+        )
     options = {"max_epochs": args.max_epochs, "val_interval": args.val_interval, "batch_size": 2}
     duration = timed(train_command(data, work / "straight", **options))
     reference = final_state(work / "straight")
     saves = args.max_epochs + args.max_epochs // args.val_interval
-    print(f"reference run: {duration:.1f} s, {reference['iteration']} iterations, model.pt from epoch {reference['best']['best_epoch']}")
+    print(
+        f"reference run: {duration:.1f} s, {reference['iteration']} iterations, model.pt from epoch {reference['best']['best_epoch']}"
+    )
 
     tried = killed = equal = 0
     start = time.perf_counter()
@@ -54,7 +65,9 @@ def main() -> None:
         tried += len(points)
         killed += sum("killed" in line for line in log)
         equal += not problems
-        print(f"trial {trial}: {'; '.join(log)} -> {'bitwise equal' if not problems else 'DIFFERS: ' + ', '.join(problems[:3])}")
+        print(
+            f"trial {trial}: {'; '.join(log)} -> {'bitwise equal' if not problems else 'DIFFERS: ' + ', '.join(problems[:3])}"
+        )
     print(
         f"\n{tried} kill points tried, {killed} hit a running process; {equal}/{args.trials} restarted runs bitwise equal "
         f"to the uninterrupted one ({time.perf_counter() - start:.0f} s; runs in {work})"

@@ -51,8 +51,28 @@ CASES = [
     Case("segresnet2d", "segresnet", 2, 4, 256, network_kwargs={"feature_channels": 32}),
     Case("segresnet3d", "segresnet", 3, 2, 64, network_kwargs={"feature_channels": 16}),
     # the paper's architectures, CPU-sized, 2D 512x256 batch 2, 19 classes (Cityscapes-like)
-    Case("deeplab_r18", "deeplabv3", 2, 2, 256, 19, {"encoder": "resnet18", "width": 0.5, "aspp_channels": 128, "decoder_channels": 64}, 3, 512),
-    Case("deeplab_mnv3", "deeplabv3", 2, 2, 256, 19, {"encoder": "mobilenetv3", "aspp_channels": 128, "decoder_channels": 64}, 3, 512),
+    Case(
+        "deeplab_r18",
+        "deeplabv3",
+        2,
+        2,
+        256,
+        19,
+        {"encoder": "resnet18", "width": 0.5, "aspp_channels": 128, "decoder_channels": 64},
+        3,
+        512,
+    ),
+    Case(
+        "deeplab_mnv3",
+        "deeplabv3",
+        2,
+        2,
+        256,
+        19,
+        {"encoder": "mobilenetv3", "aspp_channels": 128, "decoder_channels": 64},
+        3,
+        512,
+    ),
     Case("hrnet_w18s1", "hrnetv2", 2, 2, 256, 19, {"preset": "w18_small_v1"}, 3, 512),
 ]
 
@@ -62,7 +82,12 @@ def make_arms(case: Case, device: torch.device):
     for dropclass in (False, True):
         torch.manual_seed(0)
         net = build_network(
-            case.network, case.spatial_dims, case.in_channels, case.num_classes, dropclass=dropclass, **case.network_kwargs
+            case.network,
+            case.spatial_dims,
+            case.in_channels,
+            case.num_classes,
+            dropclass=dropclass,
+            **case.network_kwargs,
         ).to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
         arms["dropclass" if dropclass else "baseline"] = (net, optimizer)
@@ -76,7 +101,9 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
-def train_step_fn(net, optimizer, image, label, dropclass: bool, amp: bool = False, fused_loss: Optional[bool] = None) -> Callable[[], None]:
+def train_step_fn(
+    net, optimizer, image, label, dropclass: bool, amp: bool = False, fused_loss: Optional[bool] = None
+) -> Callable[[], None]:
     loss_fn = DropClassLoss(fused=fused_loss) if dropclass else torch.nn.CrossEntropyLoss(ignore_index=255)
     scaler = torch.amp.GradScaler(image.device.type, enabled=amp and image.device.type == "cuda")
     step = [0]
@@ -105,7 +132,9 @@ def infer_fn(net, image, amp: bool = False) -> Callable[[], None]:
     return run
 
 
-def interleaved(fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, device: torch.device) -> Dict[str, List[float]]:
+def interleaved(
+    fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, device: torch.device
+) -> Dict[str, List[float]]:
     times: Dict[str, List[float]] = {k: [] for k in fns}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for r in range(warmup + rounds):
@@ -120,8 +149,9 @@ def interleaved(fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, de
     return times
 
 
-def until_stable(fns: Dict[str, Callable[[], None]], block: int, max_rounds: int, warmup: int, tolerance: float,
-                 device: torch.device) -> Dict[str, List[float]]:
+def until_stable(
+    fns: Dict[str, Callable[[], None]], block: int, max_rounds: int, warmup: int, tolerance: float, device: torch.device
+) -> Dict[str, List[float]]:
     """Blocks of ``block`` interleaved rounds until the median ratio moves by less than ``tolerance`` (relative)."""
     times = interleaved(fns, block, warmup, device)
     previous = median_ratio(times)
@@ -166,8 +196,16 @@ def peak_memory(net, optimizer, fn: Callable[[], None]) -> int:
     return int(sum(device["Total"] for device in tracker.get_tracker_snapshot("peak").values()))
 
 
-def run_case(case: Case, rounds: int, warmup: int, max_rounds: int = 60, tolerance: float = 0.005,
-             device: torch.device = torch.device("cpu"), amp: bool = False, fused_loss: Optional[bool] = None) -> Dict[str, float]:
+def run_case(
+    case: Case,
+    rounds: int,
+    warmup: int,
+    max_rounds: int = 60,
+    tolerance: float = 0.005,
+    device: torch.device = torch.device("cpu"),
+    amp: bool = False,
+    fused_loss: Optional[bool] = None,
+) -> Dict[str, float]:
     arms = make_arms(case, device)
     spatial = (case.size,) * case.spatial_dims if not case.width else (case.size, case.width)
     shape = (case.batch, case.in_channels) + spatial
@@ -178,7 +216,9 @@ def run_case(case: Case, rounds: int, warmup: int, max_rounds: int = 60, toleran
     train = {}
     for name, (net, optimizer) in arms.items():
         net.train()
-        train[name] = train_step_fn(net, optimizer, image, label, dropclass=name == "dropclass", amp=amp, fused_loss=fused_loss)
+        train[name] = train_step_fn(
+            net, optimizer, image, label, dropclass=name == "dropclass", amp=amp, fused_loss=fused_loss
+        )
     for fn in train.values():
         fn()  # optimizer state allocated before memory is measured
     memory = {name: peak_memory(arms[name][0], arms[name][1], fn) for name, fn in train.items()}
@@ -225,18 +265,28 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=[c.name for c in CASES], choices=[c.name for c in CASES])
     parser.add_argument("--rounds", type=int, default=10, help="rounds per block (inference: twice as many)")
     parser.add_argument("--max-rounds", type=int, default=60)
-    parser.add_argument("--tolerance", type=float, default=0.005, help="stop when the median ratio moves less than this (relative)")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.005, help="stop when the median ratio moves less than this (relative)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="autocast: float16 on CUDA, bfloat16 on CPU")
-    parser.add_argument("--fused-loss", choices=("auto", "on", "off"), default="auto",
-                        help="the dropped branch's fused CE + suppression (DropClassLoss(fused=...)); auto: where measured faster")
+    parser.add_argument(
+        "--fused-loss",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the dropped branch's fused CE + suppression (DropClassLoss(fused=...)); auto: where measured faster",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}, fused dropped-branch loss {args.fused_loss}")
-    print("ratio = median of per-round ratios DropClass/baseline; min = ratio of the fastest rounds; "
-          "floor = FLOP ratio; mem = peak training-memory ratio; n = rounds until the median was stable")
+    print(
+        f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}, fused dropped-branch loss {args.fused_loss}"
+    )
+    print(
+        "ratio = median of per-round ratios DropClass/baseline; min = ratio of the fastest rounds; "
+        "floor = FLOP ratio; mem = peak training-memory ratio; n = rounds until the median was stable"
+    )
     header = (
         f"{'case':<12} {'train base':>10} {'train dc':>9} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3} {'mem':>6}  "
         f"{'infer base':>10} {'infer dc':>9} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3}  target"
@@ -245,8 +295,16 @@ def main() -> None:
     for case in CASES:
         if case.name not in args.cases:
             continue
-        r = run_case(case, args.rounds, args.warmup, args.max_rounds, args.tolerance, device, args.amp,
-                     {"auto": None, "on": True, "off": False}[args.fused_loss])
+        r = run_case(
+            case,
+            args.rounds,
+            args.warmup,
+            args.max_rounds,
+            args.tolerance,
+            device,
+            args.amp,
+            {"auto": None, "on": True, "off": False}[args.fused_loss],
+        )
         print(
             f"{case.name:<12} {r['train_baseline_s']:>9.3f}s {r['train_dropclass_s']:>8.3f}s {r['train_ratio']:>6.3f} "
             f"{r['train_min_ratio']:>6.3f} {r['train_floor']:>6.3f} {r['train_rounds']:>3d} {r['memory_ratio']:>6.3f}  "

@@ -24,7 +24,9 @@ from medseg_dropclass.data.transforms import DatasetError
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("official", "h5"), required=True)
-    parser.add_argument("--input", required=True, help="the official folder (with training/) or the h5 copy's data/ACDC folder")
+    parser.add_argument(
+        "--input", required=True, help="the official folder (with training/) or the h5 copy's data/ACDC folder"
+    )
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier conversion in --output-dir")
     args = parser.parse_args(argv)
@@ -32,8 +34,13 @@ def main(argv=None) -> None:
     reader = official_cases if args.source == "official" else h5_cases
     description = f"{args.source} ({'official ACDC layout' if args.source == 'official' else 'h5 copy, antares0811/3DCardiac'}): {args.input}"
     try:
-        path = write_acdc_decathlon(reader(pathlib.Path(args.input)), pathlib.Path(args.output_dir), description, args.overwrite,
-                                    progress=lambda cases: tqdm(cases, desc="convert", unit="volume"))
+        path = write_acdc_decathlon(
+            reader(pathlib.Path(args.input)),
+            pathlib.Path(args.output_dir),
+            description,
+            args.overwrite,
+            progress=lambda cases: tqdm(cases, desc="convert", unit="volume"),
+        )
     except (DatasetError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -41,7 +48,15 @@ def main(argv=None) -> None:
 
     content = json.loads(path.read_text())
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s; groups from {content['group_source']}")
-    for split in ("training_common", "validation_common", "test_common", "training_shift", "validation_shift", "test_shift", "test_no_rv"):
+    for split in (
+        "training_common",
+        "validation_common",
+        "test_common",
+        "training_shift",
+        "validation_shift",
+        "test_shift",
+        "test_no_rv",
+    ):
         print(f"  {split:<18} {len(content[split]):4d} volumes")
 
 

@@ -40,10 +40,14 @@ def prepare(source: pathlib.Path, output: pathlib.Path, size, overwrite: bool = 
                 label = Image.open(label_path)
                 label.load()
             except Exception as error:  # noqa: BLE001  (name the file, whatever PIL raised)
-                raise DatasetError(f"{image_path} / {label_path}: cannot be read ({type(error).__name__}: {error})") from error
+                raise DatasetError(
+                    f"{image_path} / {label_path}: cannot be read ({type(error).__name__}: {error})"
+                ) from error
             values = np.unique(np.asarray(label))
             if values.max() > VOID:
-                raise DatasetError(f"{label_path}: label values {values.tolist()} outside 0..{VOID} (CamVid classes 0-10, void 11)")
+                raise DatasetError(
+                    f"{label_path}: label values {values.tolist()} outside 0..{VOID} (CamVid classes 0-10, void 11)"
+                )
             image.resize((width, height), Image.Resampling.LANCZOS).save(output / split / image_path.name)
             label.resize((width, height), Image.Resampling.NEAREST).save(output / f"{split}annot" / label_path.name)
             lines.append(f"{split}/{image_path.name} {split}annot/{label_path.name}")
@@ -65,8 +69,10 @@ def main(argv=None) -> None:
     except (DatasetError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    print(f"wrote {args.output_dir} ({args.size[0]}x{args.size[1]}, {len(CAMVID_CLASSES)} classes + void) in "
-          f"{time.perf_counter() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(
+        f"wrote {args.output_dir} ({args.size[0]}x{args.size[1]}, {len(CAMVID_CLASSES)} classes + void) in "
+        f"{time.perf_counter() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Per-class voxel share of a dataset's training split: CSV, markdown and a log-scale bar chart.
 
-    python data_scripts/class_stats.py decathlon data/phantom2d_v2 --output-dir outputs/stats/phantom2d
-    python data_scripts/class_stats.py cityscapes /data/cityscapes --split train --output-dir outputs/stats/cityscapes
-    python data_scripts/class_stats.py voc /data/VOC2012 --split train --output-dir outputs/stats/voc
+python data_scripts/class_stats.py decathlon data/phantom2d_v2 --output-dir outputs/stats/phantom2d
+python data_scripts/class_stats.py cityscapes /data/cityscapes --split train --output-dir outputs/stats/cityscapes
+python data_scripts/class_stats.py voc /data/VOC2012 --split train --output-dir outputs/stats/voc
 """
 
 import argparse
@@ -10,7 +10,13 @@ import sys
 
 from monai.transforms import Compose, LoadImaged
 
-from medseg_dropclass.data import DatasetError, class_table, count_classes, decathlon_class_counts, write_class_statistics
+from medseg_dropclass.data import (
+    DatasetError,
+    class_table,
+    count_classes,
+    decathlon_class_counts,
+    write_class_statistics,
+)
 from medseg_dropclass.data.decathlon import read_dataset_json
 from medseg_dropclass.data.transforms import LookupLabelsd
 
@@ -32,7 +38,9 @@ def main() -> None:
 
             datalist = cityscapes_datalist(args.root, args.split or "train")
             names, ignore = CITYSCAPES_CLASSES, 255
-            loader = Compose([LoadImaged("label", reader="PILReader", image_only=True), LookupLabelsd("label", LABEL_ID_TO_TRAIN_ID)])
+            loader = Compose(
+                [LoadImaged("label", reader="PILReader", image_only=True), LookupLabelsd("label", LABEL_ID_TO_TRAIN_ID)]
+            )
             title = f"Cityscapes ({args.split or 'train'})"
             result = count_classes(datalist, loader, len(names), ignore_index=ignore)
         else:

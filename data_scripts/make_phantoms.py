@@ -1,7 +1,7 @@
 """Write the embedded phantom datasets (Decathlon layout) -- a thin CLI over medseg_dropclass.data.phantoms.
 
-    python data_scripts/make_phantoms.py --output-dir data/phantom2d_v2 --spatial-dims 2
-    python data_scripts/make_phantoms.py --output-dir data/phantom3d_v2 --spatial-dims 3
+python data_scripts/make_phantoms.py --output-dir data/phantom2d_v2 --spatial-dims 2
+python data_scripts/make_phantoms.py --output-dir data/phantom3d_v2 --spatial-dims 3
 """
 
 import argparse

@@ -2,14 +2,24 @@
 
 import math
 import os
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple, Type, Union
 
 import torch
 
 __all__ = [
-    "INTERPOLATION_MODES", "interpolation_mode", "check_num_classes", "check_label_values", "nanmean",
-    "require_file", "require_dir", "require_checkpoint", "require_spatial_dims", "check_types", "check_batches",
-    "InputError", "MissingFileError", "check_writable_folder",
+    "INTERPOLATION_MODES",
+    "interpolation_mode",
+    "check_num_classes",
+    "check_label_values",
+    "nanmean",
+    "require_file",
+    "require_dir",
+    "check_types",
+    "check_batches",
+    "InputError",
+    "MissingFileError",
+    "check_writable_folder",
+    "error_in_chain",
 ]
 
 
@@ -20,8 +30,27 @@ class InputError(ValueError):
 class MissingFileError(InputError, FileNotFoundError):
     """A file the user named does not exist."""
 
+
 # torch's linear interpolation mode per spatial dimension count
 INTERPOLATION_MODES = ("linear", "bilinear", "trilinear")
+
+
+def error_in_chain(
+    error: Optional[BaseException],
+    types: Union[Type[BaseException], Tuple[Type[BaseException], ...]],
+    context: bool = True,
+) -> Optional[BaseException]:
+    """The first exception of ``types`` in ``error``'s chain, ``error`` itself first: the project's named error
+    below MONAI's wrappers (``RuntimeError("applying transform ...")``, "Failed to instantiate ..."), which hide the
+    file or value it names. Follows ``__cause__`` and, with ``context``, ``__context__`` (an error raised while
+    handling another); a cycle ends the walk. The one place the project unwraps errors."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, types):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or (error.__context__ if context else None)
+    return None
 
 
 def interpolation_mode(spatial_dims: int) -> str:
@@ -39,7 +68,10 @@ def check_num_classes(num_classes: int, what: str = "segmentation") -> int:
 
 
 def check_label_values(
-    values: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None, where: str = "target",
+    values: torch.Tensor,
+    num_classes: int,
+    ignore_index: Optional[int] = None,
+    where: str = "target",
     error: type = ValueError,
 ) -> None:
     """Raise ``error`` naming ``where`` and the first value outside ``0..K-1`` that is not ``ignore_index``.
@@ -71,38 +103,6 @@ def require_file(path: str, what: str) -> str:
     if not os.path.isfile(path):
         raise MissingFileError(f"{path}: no such {what}")
     return path
-
-
-def require_checkpoint(path: str, what: str = "checkpoint") -> str:
-    """``path`` if it is a PyTorch checkpoint that loads with ``weights_only=True``.
-
-    Raises:
-        CheckpointError: no such file (with a hint when it is a training run's ``model.pt``), or a file that is not
-            a checkpoint holding tensors and plain values.
-    """
-    from medseg_dropclass.engine.checkpoints import CheckpointError, read_checkpoint
-
-    if not os.path.isfile(path):
-        hint = ""
-        if os.path.basename(path) == "model.pt" and os.path.isdir(os.path.dirname(path) or "."):
-            hint = (" (training writes model.pt at a validation with a finite metric, every val_interval epochs; pass "
-                    "--ckpt_path <run>/checkpoints/checkpoint_epoch=N.pt to use the last epoch instead)")
-        raise CheckpointError(f"{path}: no such {what}{hint}")
-    read_checkpoint(path)
-    return path
-
-
-def require_spatial_dims(spatial_dims: Optional[int], dataset_json: Any) -> int:
-    """``spatial_dims`` (2 or 3) from a ``dataset.json``'s ``tensorImageSize`` or an override, else a
-    :class:`~medseg_dropclass.data.transforms.DatasetError` saying what to pass."""
-    from medseg_dropclass.data.transforms import DatasetError
-
-    if spatial_dims in (1, 2, 3):
-        return int(spatial_dims)
-    raise DatasetError(
-        f"{dataset_json}: no 'tensorImageSize' (\"2D\" or \"3D\"), so the image dimensions are unknown; add it to the file "
-        f"or pass --spatial_dims 2 (or 3)" if spatial_dims is None else f"{dataset_json}: spatial_dims={spatial_dims!r}; use 2 or 3"
-    )
 
 
 def check_writable_folder(folder: str) -> str:

@@ -17,7 +17,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "medseg_dropclass", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "medseg_dropclass", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def test_evaluate_without_model_pt_after_a_short_training(phantom2d, tmp_path):
@@ -26,27 +28,53 @@ def test_evaluate_without_model_pt_after_a_short_training(phantom2d, tmp_path):
     common = ["--dataset_dir", str(phantom2d), "--output_dir", str(tmp_path / "run")]
     done = cli("run", "phantom2d_dropclass", "train", *common, "--max_epochs", "1", "--batch_size", "2")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "no model.pt written" in done.stdout and "val_interval=10 epochs and training ran max_epochs=1" in done.stdout
+    assert (
+        "no model.pt written" in done.stdout and "val_interval=10 epochs and training ran max_epochs=1" in done.stdout
+    )
     done = cli("run", "phantom2d_dropclass", "evaluate", *common)
     model = tmp_path / "run" / "checkpoints" / "model.pt"
-    assert done.returncode == 1 and last_error(done.stderr).startswith(f"{model}: no such checkpoint (training writes model.pt at a validation")
+    assert done.returncode == 1 and last_error(done.stderr).startswith(
+        f"{model}: no such checkpoint (training writes model.pt at a validation"
+    )
     assert "--ckpt_path <run>/checkpoints/checkpoint_epoch=N.pt" in last_error(done.stderr)
     assert "Traceback" not in done.stderr
 
 
 def test_a_file_that_is_not_a_checkpoint(phantom2d, tmp_path):
     (tmp_path / "notes.pt").write_text("not a checkpoint")
-    done = cli("predict", "--bundle", "phantom2d_dropclass", "--input", str(phantom2d / "imagesTs"), "--output", str(tmp_path / "o"),
-               "--ckpt", str(tmp_path / "notes.pt"))
-    assert done.returncode == 1 and last_error(done.stderr).startswith(f"{tmp_path / 'notes.pt'}: not a PyTorch checkpoint"), done.stderr[-2000:]
+    done = cli(
+        "predict",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--input",
+        str(phantom2d / "imagesTs"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--ckpt",
+        str(tmp_path / "notes.pt"),
+    )
+    assert done.returncode == 1 and last_error(done.stderr).startswith(
+        f"{tmp_path / 'notes.pt'}: not a PyTorch checkpoint"
+    ), done.stderr[-2000:]
     assert not (tmp_path / "o").exists()  # refused before any case was read or any folder made
-    done = cli("run", "phantom2d_dropclass", "inference", "--input", str(phantom2d / "imagesTs"), "--output_dir", str(tmp_path / "o"),
-               "--ckpt_path", str(tmp_path / "notes.pt"))
-    assert done.returncode == 1 and last_error(done.stderr).startswith(f"{tmp_path / 'notes.pt'}: not a PyTorch checkpoint"), done.stderr[-2000:]
+    done = cli(
+        "run",
+        "phantom2d_dropclass",
+        "inference",
+        "--input",
+        str(phantom2d / "imagesTs"),
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--ckpt_path",
+        str(tmp_path / "notes.pt"),
+    )
+    assert done.returncode == 1 and last_error(done.stderr).startswith(
+        f"{tmp_path / 'notes.pt'}: not a PyTorch checkpoint"
+    ), done.stderr[-2000:]
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_inference(phantom2d, tmp_path):
-    from medseg_dropclass.predict import predict
+    from medseg_dropclass.apps.predict import predict
     from medseg_dropclass.validation import InputError
 
     source = sorted((phantom2d / "imagesTs").iterdir())[0]
@@ -56,11 +84,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_inference(phantom2d, 
     with pytest.raises(InputError, match=rf"{source}: the output folder is an input file"):
         predict("phantom2d_dropclass", str(source), str(source), progress=False)
     done = cli("run", "phantom2d_dropclass", "inference", "--input", str(source), "--output_dir", str(source))
-    assert done.returncode == 1 and last_error(done.stderr) == f"{source}: the output folder is an input file; choose another --output_dir"
+    assert (
+        done.returncode == 1
+        and last_error(done.stderr) == f"{source}: the output folder is an input file; choose another --output_dir"
+    )
 
 
 def test_a_symlinked_output_is_never_written_through(phantom2d, tmp_path):
-    from medseg_dropclass.predict import predict
+    from medseg_dropclass.apps.predict import predict
     from medseg_dropclass.validation import InputError
 
     source = sorted((phantom2d / "imagesTs").iterdir())[0]
@@ -81,9 +112,21 @@ def test_a_symlinked_output_is_never_written_through(phantom2d, tmp_path):
 def test_a_3d_input_too_small_to_segment(tmp_path):
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(np.ones((1, 1, 1), np.float32), np.eye(4)), str(tmp_path / "in" / "one.nii.gz"))
-    done = cli("run", "phantom3d_dropclass", "inference", "--input", str(tmp_path / "in"), "--output_dir", str(tmp_path / "o"))
-    assert done.returncode == 1 and last_error(done.stderr).startswith(f"{tmp_path / 'in' / 'one.nii.gz'}: a volume of shape (1, 1, 1) is too small")
-    done = cli("predict", "--bundle", "phantom3d_dropclass", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "p"))
+    done = cli(
+        "run", "phantom3d_dropclass", "inference", "--input", str(tmp_path / "in"), "--output_dir", str(tmp_path / "o")
+    )
+    assert done.returncode == 1 and last_error(done.stderr).startswith(
+        f"{tmp_path / 'in' / 'one.nii.gz'}: a volume of shape (1, 1, 1) is too small"
+    )
+    done = cli(
+        "predict",
+        "--bundle",
+        "phantom3d_dropclass",
+        "--input",
+        str(tmp_path / "in"),
+        "--output-dir",
+        str(tmp_path / "p"),
+    )
     assert done.returncode == 1 and "one.nii.gz: DatasetError: " in done.stderr and "is too small" in done.stderr
     assert not list((tmp_path / "p").glob("*.nii.gz"))
 
@@ -98,8 +141,16 @@ def test_check_data_tells_errors_from_warnings(phantom2d, tmp_path):
     (tmp_path / "data" / "dataset.json").write_text(json.dumps(content))
     done = cli("check-data", str(tmp_path / "data"))
     assert done.returncode == 0 and "all files fine (2 warning(s) above)" in done.stdout, done.stderr[-2000:]
-    assert "warning: " in done.stderr and "split 'test' is empty" in done.stderr and "training needs --spatial_dims 2 (or 3)" in done.stderr
+    assert (
+        "warning: " in done.stderr
+        and "split 'test' is empty" in done.stderr
+        and "training needs --spatial_dims 2 (or 3)" in done.stderr
+    )
     content["training"][0]["image"] = os.path.relpath(phantom2d / content["training"][0]["image"], tmp_path / "data")
     (tmp_path / "data" / "dataset.json").write_text(json.dumps(content))
     done = cli("check-data", str(tmp_path / "data"))
-    assert done.returncode == 1 and "outside the dataset folder (training); training refuses it unless --allow_external_paths True" in done.stderr
+    assert (
+        done.returncode == 1
+        and "outside the dataset folder (training); training refuses it unless --allow_external_paths True"
+        in done.stderr
+    )

@@ -18,7 +18,9 @@ def tiny_problem():
 def test_few_training_steps_reduce_the_loss(name, dropclass):
     torch.manual_seed(0)
     kwargs = {"feature_channels": 8}
-    kwargs.update({"channels": (8, 16), "strides": (2,)} if name == "unet" else {"blocks_down": (1, 1), "blocks_up": (1,)})
+    kwargs.update(
+        {"channels": (8, 16), "strides": (2,)} if name == "unet" else {"blocks_down": (1, 1), "blocks_up": (1,)}
+    )
     net = build_network(name, 2, 1, 3, dropclass=dropclass, **kwargs)
     image, label = tiny_problem()
     loss_fn = DropClassLoss(alpha=1.0)

@@ -6,13 +6,23 @@ import torch
 from medseg_dropclass.data import ensure_phantoms, image_datalist
 from medseg_dropclass.engine import SegmentationEvaluation, latest_checkpoint
 from medseg_dropclass.validation import (
-    check_batches, check_label_values, check_num_classes, check_types, interpolation_mode, nanmean, require_dir, require_file,
+    check_batches,
+    check_label_values,
+    check_num_classes,
+    check_types,
+    interpolation_mode,
+    nanmean,
+    require_dir,
+    require_file,
 )
 
 
 def test_one_label_range_check_and_its_message():
     check_label_values(torch.tensor([0, 1, 255]), 3, ignore_index=255)
-    with pytest.raises(ValueError, match=r"^case.nii: label value 7 outside the classes 0..2 or ignore_index=255 \(num_classes=3\); other bad values: \[9\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^case.nii: label value 7 outside the classes 0..2 or ignore_index=255 \(num_classes=3\); other bad values: \[9\]$",
+    ):
         check_label_values(torch.tensor([0, 7, 9, 255]), 3, ignore_index=255, where="case.nii")
     with pytest.raises(KeyError, match=r"label value -1 outside the classes 0..1 \(num_classes=2\)"):
         check_label_values(torch.tensor([-1]), 2, error=KeyError)
@@ -77,7 +87,9 @@ def test_ensure_phantoms_never_writes_into_a_foreign_folder(tmp_path):
 
 
 def test_segmentation_evaluation_per_case_on_hand_made_batches(tmp_path):
-    metric = SegmentationEvaluation(3, ["bg", "a", "b"], ignore_index=255, include_background=False, summary_path=str(tmp_path / "s.json"))
+    metric = SegmentationEvaluation(
+        3, ["bg", "a", "b"], ignore_index=255, include_background=False, summary_path=str(tmp_path / "s.json")
+    )
     metric.reset()
     prediction = torch.tensor([[[0, 1], [1, 2]]])  # a class map (1, H, W)
     label = torch.tensor([[[0, 1], [2, 255]]])
@@ -90,7 +102,15 @@ def test_segmentation_evaluation_per_case_on_hand_made_batches(tmp_path):
     assert metric.summary["mean"]["a"]["Dice"] == pytest.approx(2 / 3)
     assert metric.summary["mean"]["b"]["Dice"] == 0.0  # only case 1 has a value
     assert value == pytest.approx((2 / 3 + 0.0) / 2)
-    assert metric.summary["metric_per_case"][0]["metrics"]["a"] == {"Dice": pytest.approx(2 / 3), "IoU": 0.5, "TP": 1, "FP": 1, "FN": 0, "n_ref": 1, "n_pred": 2}
+    assert metric.summary["metric_per_case"][0]["metrics"]["a"] == {
+        "Dice": pytest.approx(2 / 3),
+        "IoU": 0.5,
+        "TP": 1,
+        "FP": 1,
+        "FN": 0,
+        "n_ref": 1,
+        "n_pred": 2,
+    }
 
     class Engine:
         class state:

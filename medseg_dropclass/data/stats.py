@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from medseg_dropclass.data.transforms import DatasetError, source_name
-from medseg_dropclass.figures import save_figure
+from medseg_dropclass.evaluation.figures import save_figure
 from medseg_dropclass.validation import check_label_values
 
 __all__ = ["count_classes", "class_share", "neighbour_cooccurrence", "host_weights", "decathlon_class_counts", "class_table", "write_class_statistics", "RARE", "VERY_RARE"]

@@ -1,6 +1,6 @@
 """Dictionary transforms that check and remap labels, naming the file when something is wrong."""
 
-from typing import Dict, Hashable, Mapping, Optional, Sequence
+from typing import Any, Dict, Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -9,10 +9,10 @@ from monai.data import CacheDataset as MonaiCacheDataset
 from monai.data import Dataset as MonaiDataset
 from monai.transforms import Compose, LoadImaged, MapTransform
 
-from medseg_dropclass.validation import check_label_values
+from medseg_dropclass.validation import check_label_values, error_in_chain
 
 __all__ = [
-    "DatasetError", "NamedLoadImaged", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "ZScoreNonzerod", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset",
+    "DatasetError", "NamedLoadImaged", "VerifyPaird", "VerifyImaged", "LookupLabelsd", "ZScoreNonzerod", "source_name", "NamedErrorsCompose", "CacheDataset", "Dataset", "require_spatial_dims",
 ]
 
 
@@ -256,15 +256,20 @@ def verify_keys(mapping: Mapping[str, object], required: Sequence[str], path: st
         raise DatasetError(f"{path}: missing key(s) {missing}; required: {list(required)}")
 
 
+def require_spatial_dims(spatial_dims: Optional[int], dataset_json: Any) -> int:
+    """``spatial_dims`` (2 or 3) from a ``dataset.json``'s ``tensorImageSize`` or an override, else a
+    :class:`DatasetError` saying what to pass."""
+    if spatial_dims in (1, 2, 3):
+        return int(spatial_dims)
+    raise DatasetError(
+        f"{dataset_json}: no 'tensorImageSize' (\"2D\" or \"3D\"), so the image dimensions are unknown; add it to the file "
+        f"or pass --spatial_dims 2 (or 3)" if spatial_dims is None else f"{dataset_json}: spatial_dims={spatial_dims!r}; use 2 or 3"
+    )
+
+
 def find_dataset_error(error: BaseException) -> Optional[DatasetError]:
     """The :class:`DatasetError` in an exception's cause chain (MONAI wraps transform errors)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, DatasetError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    return error_in_chain(error, DatasetError)
 
 
 class NamedErrorsCompose(Compose):

@@ -2,16 +2,27 @@
 
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import (
-    BestModelSaver, CheckpointError, EpochCheckpointSaver, ResumeFromCheckpoint, atomic_save, latest_checkpoint, read_checkpoint,
+    BestModelSaver,
+    CheckpointError,
+    EpochCheckpointSaver,
+    ResumeFromCheckpoint,
+    atomic_save,
+    latest_checkpoint,
+    read_checkpoint,
     report_model_file,
 )
-from medseg_dropclass.engine.run_lock import FolderLockedError, lock_folder, release_folder
 from medseg_dropclass.engine.controller import DropClassController
 from medseg_dropclass.engine.handlers import (
-    DropClassTensorBoardHandler, NonFiniteLossError, OverlayImageHandler, SegmentationEvaluation, StopOnNonFiniteLoss, unwrap,
+    DropClassTensorBoardHandler,
+    NonFiniteLossError,
+    OverlayImageHandler,
+    SegmentationEvaluation,
+    StopOnNonFiniteLoss,
+    unwrap,
 )
 from medseg_dropclass.engine.optim import OPTIMIZERS, build_optimizer, poly_schedule
 from medseg_dropclass.engine.random_state import TrainingRandomState
+from medseg_dropclass.engine.run_lock import FolderLockedError, lock_folder, release_folder
 
 __all__ = [
     "BestModelSaver",

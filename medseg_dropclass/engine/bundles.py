@@ -13,8 +13,19 @@ import pathlib
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 __all__ = [
-    "BASE", "CONFIGS", "bundles_dir", "available_bundles", "find_bundle", "config_files", "merged_config", "run_bundle", "bundle_parser",
-    "inference_parser", "documented_keys", "run_help", "load_weights",
+    "BASE",
+    "CONFIGS",
+    "bundles_dir",
+    "available_bundles",
+    "find_bundle",
+    "config_files",
+    "merged_config",
+    "run_bundle",
+    "bundle_parser",
+    "inference_parser",
+    "documented_keys",
+    "run_help",
+    "load_weights",
 ]
 
 BASE = "_base"
@@ -86,13 +97,17 @@ def merged_config(bundle: Union[str, pathlib.Path], *configs: str) -> Dict[str, 
     return parser.get()
 
 
-def _checked_overrides(bundle: Union[str, pathlib.Path], configs: Sequence[str], overrides: Mapping[str, Any]) -> Dict[str, Any]:
+def _checked_overrides(
+    bundle: Union[str, pathlib.Path], configs: Sequence[str], overrides: Mapping[str, Any]
+) -> Dict[str, Any]:
     """``overrides`` as literals (:func:`~medseg_dropclass.engine.config_values.literal`), every key checked against
     the bundle's merged ``configs``."""
     from medseg_dropclass.engine.config_values import check_override_keys, parser_overrides
 
     config = merged_config(bundle, *configs)
-    check_override_keys(config, overrides, f"{pathlib.Path(str(bundle)).name}'s {'+'.join(configs or ('train',))} configs")
+    check_override_keys(
+        config, overrides, f"{pathlib.Path(str(bundle)).name}'s {'+'.join(configs or ('train',))} configs"
+    )
     return parser_overrides(overrides, config)
 
 
@@ -137,7 +152,9 @@ def bundle_parser(bundle: Union[str, pathlib.Path], overrides: Mapping[str, Any]
     parser = ConfigParser()
     parser.read_config(config_files(bundle, *configs))
     parser.read_meta(str(find_bundle(bundle) / "configs" / "metadata.json"))
-    parser.update({**_checked_overrides(bundle, configs, overrides), "device": literal(Expression("$torch.device('cpu')"))})
+    parser.update(
+        {**_checked_overrides(bundle, configs, overrides), "device": literal(Expression("$torch.device('cpu')"))}
+    )
     return parser
 
 
@@ -167,7 +184,11 @@ def documented_keys(bundle: Union[str, pathlib.Path], *configs: str) -> List[Tup
             match = line_pattern.match(line)
             if match and not match.group(1).startswith(("imports", "+imports")):
                 key, value, comment = match.group(1), match.group(2).strip(), (match.group(3) or "").strip()
-                rows[key] = (key, value or "(a section)", comment or rows.get(key, ("", "", ""))[2])  # an overlay keeps the base's comment
+                rows[key] = (
+                    key,
+                    value or "(a section)",
+                    comment or rows.get(key, ("", "", ""))[2],
+                )  # an overlay keeps the base's comment
     return list(rows.values())
 
 
@@ -182,12 +203,14 @@ def run_help(bundle: Union[str, pathlib.Path], *configs: str) -> str:
         "configs: " + ", ".join(CONFIGS) + f" (shown: {' + '.join(configs)})",
         "values are literals: JSON/Python numbers, true/false, null, lists and dicts, else the string as typed",
         "(never evaluated: a '$' or '@' in a value stays a character). Nested keys with '#', e.g. --network_def#feature_channels 32.",
+        "Options are the config keys with '-' for '_' (--max-epochs, or MONAI's --max_epochs); --ckpt is ckpt_path, --format output_format.",
         "",
         f"keys of {' + '.join(configs)} (default as written; '$...' is computed from other keys):",
     ]
     for key, value, comment in documented_keys(root, *configs):
         shown = value if len(value) <= 60 else value[:57] + "..."
-        lines.append(f"  --{key:<26} {shown}" + (f"   # {comment}" if comment else ""))
+        option = key.replace("_", "-") if "#" not in key else key
+        lines.append(f"  --{option:<26} {shown}" + (f"   # {comment}" if comment else ""))
     return "\n".join(lines)
 
 

@@ -27,8 +27,18 @@ from ignite.engine import Events
 from ignite.handlers import Checkpoint
 
 __all__ = [
-    "CHECKPOINT_PATTERN", "CheckpointError", "read_checkpoint", "report_model_file", "atomic_save", "epoch_checkpoints", "latest_checkpoint", "EpochCheckpointSaver",
-    "BestModelSaver", "ResumeFromCheckpoint", "TEMPORARY_PREFIX",
+    "CHECKPOINT_PATTERN",
+    "CheckpointError",
+    "read_checkpoint",
+    "report_model_file",
+    "atomic_save",
+    "epoch_checkpoints",
+    "latest_checkpoint",
+    "EpochCheckpointSaver",
+    "BestModelSaver",
+    "ResumeFromCheckpoint",
+    "TEMPORARY_PREFIX",
+    "require_checkpoint",
 ]
 
 CHECKPOINT_PATTERN = "checkpoint_epoch=*.pt"
@@ -64,12 +74,16 @@ def report_model_file(save_dir: str, max_epochs: int, val_interval: int, filenam
     if os.path.isfile(path) or not _is_main_process():
         return path
     if val_interval > max_epochs:
-        why = (f"validation runs every val_interval={val_interval} epochs and training ran max_epochs={max_epochs}, so it "
-               f"never ran; pass --val_interval {max_epochs} (or fewer) to get one")
+        why = (
+            f"validation runs every val_interval={val_interval} epochs and training ran max_epochs={max_epochs}, so it "
+            f"never ran; pass --val_interval {max_epochs} (or fewer) to get one"
+        )
     else:
         why = "no validation gave a finite mean Dice (NaN: e.g. no foreground in the validation cases)"
-    message = (f"no {filename} written in {save_dir}: {why}. The last epoch's weights are in "
-               f"{os.path.join(str(save_dir), 'checkpoint_epoch=' + str(max_epochs) + '.pt')} (--ckpt_path for evaluate)")
+    message = (
+        f"no {filename} written in {save_dir}: {why}. The last epoch's weights are in "
+        f"{os.path.join(str(save_dir), 'checkpoint_epoch=' + str(max_epochs) + '.pt')} (--ckpt_path for evaluate)"
+    )
     logger.warning(message)
     print(f"warning: {message}", flush=True)
     return None
@@ -135,7 +149,10 @@ def latest_checkpoint(directory: str, pattern: str = CHECKPOINT_PATTERN) -> Opti
 
 
 def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+    return (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_rank() == 0
+    )
 
 
 class EpochCheckpointSaver:
@@ -204,7 +221,12 @@ class BestModelSaver:
     """
 
     def __init__(
-        self, save_dir: str, network: torch.nn.Module, metric_name: str, epoch: Callable[[], int], filename: str = "model.pt"
+        self,
+        save_dir: str,
+        network: torch.nn.Module,
+        metric_name: str,
+        epoch: Callable[[], int],
+        filename: str = "model.pt",
     ) -> None:
         self.save_dir, self.network, self.metric_name = str(save_dir), network, metric_name
         self.epoch, self.filename = epoch, filename
@@ -264,7 +286,9 @@ class ResumeFromCheckpoint:
                 checkpoint = read_checkpoint(path, self.map_location)
             except Exception as error:  # noqa: BLE001  (any unreadable file: say which and why, try the previous)
                 failures.append(f"{path}: {type(error).__name__}: {error}")
-                logger.warning(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); trying the previous one")
+                logger.warning(
+                    f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); trying the previous one"
+                )
                 continue
             self.loaded_path = path
             return checkpoint
@@ -282,10 +306,31 @@ class ResumeFromCheckpoint:
             return
         present = {name: obj for name, obj in self.load_dict.items() if name in checkpoint}
         for name in sorted(set(self.load_dict) - set(present)):
-            logger.warning(f"{self.loaded_path} holds no {name!r} (an older checkpoint): it is not restored, the resume is not exact")
+            logger.warning(
+                f"{self.loaded_path} holds no {name!r} (an older checkpoint): it is not restored, the resume is not exact"
+            )
         max_epochs = engine.state.max_epochs
         Checkpoint.load_objects(to_load={n: getattr(o, "module", o) for n, o in present.items()}, checkpoint=checkpoint)
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise ValueError(f"{self.loaded_path} is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}")
         engine.state.max_epochs = max_epochs
         logger.info(f"Resumed from {self.loaded_path} (epoch {engine.state.epoch})")
+
+
+def require_checkpoint(path: str, what: str = "checkpoint") -> str:
+    """``path`` if it is a PyTorch checkpoint that loads with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: no such file (with a hint when it is a training run's ``model.pt``), or a file that is not
+            a checkpoint holding tensors and plain values.
+    """
+    if not os.path.isfile(path):
+        hint = ""
+        if os.path.basename(path) == "model.pt" and os.path.isdir(os.path.dirname(path) or "."):
+            hint = (
+                " (training writes model.pt at a validation with a finite metric, every val_interval epochs; pass "
+                "--ckpt_path <run>/checkpoints/checkpoint_epoch=N.pt to use the last epoch instead)"
+            )
+        raise CheckpointError(f"{path}: no such {what}{hint}")
+    read_checkpoint(path)
+    return path

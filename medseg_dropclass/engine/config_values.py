@@ -13,16 +13,24 @@ Override keys are ids of the merged bundle config (:func:`check_override_keys`):
 naming the closest known ones instead of a setting silently ignored.
 """
 
+import ast
 import dataclasses
 import difflib
 import inspect
 import json
-import ast
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
-    "Expression", "literal", "parser_overrides", "ConfigKeyError", "check_override_keys", "known_keys",
-    "parse_cli_overrides", "RESERVED_KEYS",
+    "Expression",
+    "literal",
+    "parser_overrides",
+    "ConfigKeyError",
+    "check_override_keys",
+    "known_keys",
+    "parse_cli_overrides",
+    "cli_key",
+    "CLI_ALIASES",
+    "RESERVED_KEYS",
 ]
 
 RESERVED_KEYS = ("_target_", "_disabled_", "_requires_", "_desc_", "_mode_")
@@ -44,7 +52,8 @@ def _needs_escape(value: Any) -> bool:
         return any(c in _SPECIAL for c in value)
     if isinstance(value, Mapping):
         return any(
-            not isinstance(k, str) or k in RESERVED_KEYS or _needs_escape(k) or _needs_escape(v) for k, v in value.items()
+            not isinstance(k, str) or k in RESERVED_KEYS or _needs_escape(k) or _needs_escape(v)
+            for k, v in value.items()
         )
     if isinstance(value, (list, tuple)):
         return any(_needs_escape(v) for v in value)
@@ -54,7 +63,11 @@ def _needs_escape(value: Any) -> bool:
 def _python_literal(value: Any) -> str:
     """``value`` as Python source without any ``$ @ # %`` character (they become ``\\x..`` escapes)."""
     if isinstance(value, str):
-        return "'" + "".join(c if c in _PLAIN else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\U{ord(c):08x}") for c in value) + "'"
+        return (
+            "'"
+            + "".join(c if c in _PLAIN else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\U{ord(c):08x}") for c in value)
+            + "'"
+        )
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, (int, float)):
@@ -64,7 +77,9 @@ def _python_literal(value: Any) -> str:
         return "{" + ", ".join(f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):  # a tuple arrives as a list, escaped or not (as JSON has it)
         return "[" + ", ".join(_python_literal(v) for v in value) + "]"
-    raise TypeError(f"{value!r} ({type(value).__name__}) cannot be a config value: use a string, number, bool, None, list or dict")
+    raise TypeError(
+        f"{value!r} ({type(value).__name__}) cannot be a config value: use a string, number, bool, None, list or dict"
+    )
 
 
 def literal(value: Any) -> Any:
@@ -195,7 +210,11 @@ def check_override_keys(config: Mapping[str, Any], keys: Iterable[str], where: s
                 continue
             if parameters is not None:
                 close = difflib.get_close_matches(name, parameters[1], n=3, cutoff=0.5)
-                hint = f"; closest: {', '.join(f'{parent}#{c}' for c in close)}" if close else f"; its arguments: {', '.join(parameters[1])}"
+                hint = (
+                    f"; closest: {', '.join(f'{parent}#{c}' for c in close)}"
+                    if close
+                    else f"; its arguments: {', '.join(parameters[1])}"
+                )
                 problems.append(f"{key!r}: {node['_target_']} takes no argument {name!r}{hint}")
                 continue
         close = difflib.get_close_matches(key, ids, n=3, cutoff=0.6)
@@ -215,11 +234,25 @@ def _cli_value(text: str) -> Any:
     return text
 
 
+# The project's option names for what MONAI's configs call otherwise (the same name in every subcommand).
+CLI_ALIASES = {"ckpt": "ckpt_path", "format": "output_format"}
+
+
+def cli_key(option: str) -> str:
+    """The config key of a command-line option: hyphens become underscores (``max-epochs`` -> ``max_epochs``) and the
+    project's names map to MONAI's (``ckpt`` -> ``ckpt_path``, ``format`` -> ``output_format``); the part after a
+    ``#`` (a nested key) is left as written."""
+    head, sep, rest = option.partition("#")
+    head = head.replace("-", "_")
+    return CLI_ALIASES.get(head, head) + sep + rest
+
+
 def parse_cli_overrides(argv: Sequence[str]) -> Dict[str, Any]:
-    """``["--key", "value", "--flag=value", ...]`` -> ``{"key": value}``; values through :func:`_cli_value`.
+    """``["--key", "value", "--flag=value", ...]`` -> ``{"key": value}``; keys through :func:`cli_key` (so
+    ``--max-epochs`` and ``--max_epochs`` are one key), values through :func:`_cli_value`.
 
     Raises:
-        ValueError: a word that is not ``--key``, a key without a value, or a key given twice.
+        ValueError: a word that is not ``--key``, a key without a value, or a key given twice (under either spelling).
     """
     overrides: Dict[str, Any] = {}
     words = list(argv)
@@ -232,8 +265,9 @@ def parse_cli_overrides(argv: Sequence[str]) -> Dict[str, Any]:
             if not words or (words[0].startswith("--") and len(words[0]) > 2 and not _is_number(words[0])):
                 raise ValueError(f"--{key} needs a value")
             value = words.pop(0)
+        option, key = key, cli_key(key)
         if key in overrides:
-            raise ValueError(f"--{key} given twice")
+            raise ValueError(f"--{option} given twice (as --{key})" if option != key else f"--{key} given twice")
         overrides[key] = _cli_value(value)
     return overrides
 

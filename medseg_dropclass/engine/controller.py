@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 from monai.engines.utils import default_prepare_batch
 
-from medseg_dropclass.losses import DropClassLoss
-from medseg_dropclass.sampling import DropClassSampler
-from medseg_dropclass.schedules import LinearSchedule, ProgressSchedule
+from medseg_dropclass.dropclass.loss import DropClassLoss
+from medseg_dropclass.dropclass.sampling import DropClassSampler
+from medseg_dropclass.dropclass.schedules import LinearSchedule, ProgressSchedule
 
 __all__ = ["DropClassController"]
 
@@ -24,7 +24,7 @@ class DropClassController:
         num_classes: classes ``K``.
         loss: the :class:`DropClassLoss` whose ``progress`` this sets every iteration.
         schedule: ``p(iteration, max_iterations)``; max_iterations = max_epochs x epoch_length.
-        sampling: a :data:`~medseg_dropclass.sampling.SAMPLING_MODES` mode, used when no ``sampler`` is given.
+        sampling: a :data:`~medseg_dropclass.dropclass.sampling.SAMPLING_MODES` mode, used when no ``sampler`` is given.
         seed: seed of the sampler (equal on every rank, so ranks agree except in ``"present"`` mode,
             where rank 0's choice is broadcast).
         sampler: a configured :class:`DropClassSampler` (weights, ``never_drop``); overrides ``sampling`` and ``seed``.
@@ -88,7 +88,9 @@ class DropClassController:
         dist.broadcast(value, src=0)
         return None if int(value) < 0 else int(value)
 
-    def __call__(self, batchdata: Dict[str, torch.Tensor], device: Any = None, non_blocking: bool = False, **kwargs: Any):
+    def __call__(
+        self, batchdata: Dict[str, torch.Tensor], device: Any = None, non_blocking: bool = False, **kwargs: Any
+    ):
         """``prepare_batch`` for ``SupervisedTrainer``: ``(image, label, (), {"drop_class": z})``."""
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
         if not self.enabled:

@@ -11,12 +11,19 @@ import torch.distributed as dist
 from ignite.engine import Events
 from ignite.metrics import Metric
 
+from medseg_dropclass.dropclass.loss import DropClassLoss
 from medseg_dropclass.engine.controller import DropClassController
-from medseg_dropclass.losses import DropClassLoss
-from medseg_dropclass.metrics import confusion_matrix, summarize_cases
-from medseg_dropclass.similarity import class_weight_similarity, similarity_figure
+from medseg_dropclass.evaluation.metrics import confusion_matrix, summarize_cases
+from medseg_dropclass.evaluation.similarity import class_weight_similarity, similarity_figure
 
-__all__ = ["DropClassTensorBoardHandler", "SegmentationEvaluation", "OverlayImageHandler", "StopOnNonFiniteLoss", "NonFiniteLossError", "unwrap"]
+__all__ = [
+    "DropClassTensorBoardHandler",
+    "SegmentationEvaluation",
+    "OverlayImageHandler",
+    "StopOnNonFiniteLoss",
+    "NonFiniteLossError",
+    "unwrap",
+]
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -95,7 +102,7 @@ class DropClassTensorBoardHandler:
 class SegmentationEvaluation(Metric):
     """The project's one evaluation: per case, nnU-Net semantics, on whatever the evaluator's inferer produced.
 
-    Every case gets its own confusion matrix (``ignore_index`` excluded); :func:`medseg_dropclass.metrics.summarize_cases`
+    Every case gets its own confusion matrix (``ignore_index`` excluded); :func:`medseg_dropclass.evaluation.metrics.summarize_cases`
     turns them into per-case and mean per-class Dice/IoU (a class absent from a case's reference and
     prediction has no value there and is left out of the means), the pooled dataset metrics and, given
     ``class_share``, the frequency-bin means. The metric's value (for ``model.pt`` selection) is the mean
@@ -150,7 +157,9 @@ class SegmentationEvaluation(Metric):
         for prediction, label in zip(predictions, labels):
             prediction = torch.as_tensor(prediction).detach().cpu()
             classes = prediction.argmax(0) if prediction.shape[0] > 1 else prediction[0]
-            matrix = confusion_matrix(classes, torch.as_tensor(label).detach().cpu()[0], self.num_classes, self.ignore_index)
+            matrix = confusion_matrix(
+                classes, torch.as_tensor(label).detach().cpu()[0], self.num_classes, self.ignore_index
+            )
             meta = getattr(label, "meta", {}) or {}
             reference = str(meta.get("filename_or_obj", f"case_{len(self.cases)}"))
             self.cases.append({"reference": reference, "confusion": matrix.tolist()})
@@ -170,7 +179,12 @@ class SegmentationEvaluation(Metric):
             members = [case for case in cases if text in pathlib.Path(case["reference"]).name]
             if members:
                 part = summarize_cases(members, self.class_names, self.class_share, self.include_background)
-                groups[group] = {"cases": len(members), "match": text, "mean": part["mean"], "foreground_mean": part["foreground_mean"]}
+                groups[group] = {
+                    "cases": len(members),
+                    "match": text,
+                    "mean": part["mean"],
+                    "foreground_mean": part["foreground_mean"],
+                }
         if groups:
             self.summary["groups"] = groups
         value = self.summary["foreground_mean"]["Dice"]
@@ -204,7 +218,11 @@ class OverlayImageHandler:
     """
 
     def __init__(
-        self, summary_writer: Any, num_classes: int, step_transform: Callable[[Any], int] = lambda e: e.state.epoch, tag: str = "val/overlay"
+        self,
+        summary_writer: Any,
+        num_classes: int,
+        step_transform: Callable[[Any], int] = lambda e: e.state.epoch,
+        tag: str = "val/overlay",
     ) -> None:
         self.writer = summary_writer
         self.num_classes = num_classes
@@ -218,7 +236,11 @@ class OverlayImageHandler:
         if engine.state.iteration != 1:
             return
         output = engine.state.output
-        sample = output[0] if isinstance(output, list) else {k: v[0] for k, v in output.items() if isinstance(v, torch.Tensor)}
+        sample = (
+            output[0]
+            if isinstance(output, list)
+            else {k: v[0] for k, v in output.items() if isinstance(v, torch.Tensor)}
+        )
         image = sample.get("image_display", sample["image"])
         self.writer.add_image(self.tag, self.panel(image, sample["label"], sample["pred"]), self.step_transform(engine))
 
@@ -238,7 +260,9 @@ class OverlayImageHandler:
         scale = max(self.num_classes - 1, 1)
 
         def blended(classes_2d: torch.Tensor) -> torch.Tensor:
-            return torch.as_tensor(blend_images(grey, classes_2d.float() / scale, alpha=0.6, cmap="tab10", rescale_arrays=False))
+            return torch.as_tensor(
+                blend_images(grey, classes_2d.float() / scale, alpha=0.6, cmap="tab10", rescale_arrays=False)
+            )
 
         panel = torch.cat([grey.expand(3, -1, -1), blended(middle(label)), blended(middle(classes))], dim=2)
         return panel.clamp(0, 1).numpy()

@@ -37,27 +37,51 @@ class SlabArgmaxInferer(Inferer):
     """
 
     def __init__(
-        self, roi_size: Union[Sequence[int], int], sw_batch_size: int = 1, overlap: Union[Sequence[float], float] = 0.25,
-        mode: str = "constant", sigma_scale: Union[Sequence[float], float] = 0.125, padding_mode: str = "constant",
-        cval: float = 0.0, progress: bool = False,
+        self,
+        roi_size: Union[Sequence[int], int],
+        sw_batch_size: int = 1,
+        overlap: Union[Sequence[float], float] = 0.25,
+        mode: str = "constant",
+        sigma_scale: Union[Sequence[float], float] = 0.125,
+        padding_mode: str = "constant",
+        cval: float = 0.0,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         self.roi_size, self.sw_batch_size, self.overlap = roi_size, int(sw_batch_size), overlap
-        self.mode, self.sigma_scale, self.padding_mode, self.cval, self.progress = mode, sigma_scale, padding_mode, cval, progress
+        self.mode, self.sigma_scale, self.padding_mode, self.cval, self.progress = (
+            mode,
+            sigma_scale,
+            padding_mode,
+            cval,
+            progress,
+        )
 
     @classmethod
     def like(cls, inferer: SlidingWindowInferer, progress: bool = False) -> "SlabArgmaxInferer":
         """The slab version of a configured ``SlidingWindowInferer`` (same windows, blending and padding)."""
-        return cls(inferer.roi_size, inferer.sw_batch_size, inferer.overlap, str(inferer.mode), inferer.sigma_scale,
-                   str(inferer.padding_mode), inferer.cval, progress)
+        return cls(
+            inferer.roi_size,
+            inferer.sw_batch_size,
+            inferer.overlap,
+            str(inferer.mode),
+            inferer.sigma_scale,
+            str(inferer.padding_mode),
+            inferer.cval,
+            progress,
+        )
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         """``inputs`` ``(1, C, *spatial)`` -> class indices ``(1, 1, *spatial)`` (uint8)."""
         from tqdm import tqdm
 
         if inputs.shape[0] != 1:
             raise ValueError(f"SlabArgmaxInferer takes one image at a time, got a batch of {inputs.shape[0]}")
-        inputs = inputs.as_tensor() if hasattr(inputs, "as_tensor") else torch.as_tensor(inputs)  # windows without metadata
+        inputs = (
+            inputs.as_tensor() if hasattr(inputs, "as_tensor") else torch.as_tensor(inputs)
+        )  # windows without metadata
         spatial = tuple(inputs.shape[2:])
         dims = len(spatial)
         roi = fall_back_tuple(self.roi_size, spatial)
@@ -68,17 +92,23 @@ class SlabArgmaxInferer(Inferer):
         if any(pad):
             inputs = F.pad(inputs, pad=pad, mode=self.padding_mode, value=self.cval)
         size = tuple(inputs.shape[2:])
-        windows = dense_patch_slices(size, roi, _get_scan_interval(size, roi, dims, ensure_tuple_rep(self.overlap, dims)))
-        importance = compute_importance_map(roi, mode=self.mode, sigma_scale=self.sigma_scale, device="cpu", dtype=inputs.dtype)
+        windows = dense_patch_slices(
+            size, roi, _get_scan_interval(size, roi, dims, ensure_tuple_rep(self.overlap, dims))
+        )
+        importance = compute_importance_map(
+            roi, mode=self.mode, sigma_scale=self.sigma_scale, device="cpu", dtype=inputs.dtype
+        )
         starts = sorted({w[-1].start for w in windows})
         classes = torch.empty(size, dtype=torch.uint8)
         depth = roi[-1]
-        scores: Optional[torch.Tensor] = None  # (K, *size[:-1], depth): the slab [first, first + depth) of the last axis
+        scores: Optional[torch.Tensor] = (
+            None  # (K, *size[:-1], depth): the slab [first, first + depth) of the last axis
+        )
         bar = tqdm(total=len(windows), desc="windows", unit="window", disable=not self.progress, leave=False)
         for index, first in enumerate(starts):
             group = [w for w in windows if w[-1].start == first]
             for batch_start in range(0, len(group), self.sw_batch_size):
-                batch = group[batch_start:batch_start + self.sw_batch_size]
+                batch = group[batch_start : batch_start + self.sw_batch_size]
                 with torch.no_grad():
                     out = network(torch.cat([inputs[(slice(None), slice(None), *w)] for w in batch]), *args, **kwargs)
                 out = torch.as_tensor(out).float() * importance
@@ -89,8 +119,10 @@ class SlabArgmaxInferer(Inferer):
                 for window, window_scores in zip(batch, out):
                     scores[(slice(None), *window[:-1], slice(0, depth))] += window_scores
                 bar.update(len(batch))
-            done = (starts[index + 1] if index + 1 < len(starts) else size[-1]) - first  # slices no later window reaches
-            classes[..., first:first + done] = scores[..., :done].argmax(0).to(torch.uint8)
+            done = (
+                starts[index + 1] if index + 1 < len(starts) else size[-1]
+            ) - first  # slices no later window reaches
+            classes[..., first : first + done] = scores[..., :done].argmax(0).to(torch.uint8)
             if index + 1 < len(starts):
                 kept = depth - done
                 scores[..., :kept] = scores[..., done:depth].clone()

@@ -27,6 +27,8 @@ def build_optimizer(
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def poly_schedule(optimizer: torch.optim.Optimizer, max_epochs: int, power: float = 0.9) -> torch.optim.lr_scheduler.LRScheduler:
+def poly_schedule(
+    optimizer: torch.optim.Optimizer, max_epochs: int, power: float = 0.9
+) -> torch.optim.lr_scheduler.LRScheduler:
     """``lr * (1 - epoch / max_epochs) ** power``, stepped once per epoch (nnU-Net)."""
     return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=max_epochs, power=power)

@@ -33,7 +33,9 @@ def random_transforms(root: Any) -> List[Randomizable]:
         elif isinstance(obj, dict):
             children = list(obj.values())
         elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("monai", "medseg_dropclass"):
-            children = [value for key, value in vars(obj).items() if key not in ("data", "_cache")]  # not the cached samples
+            children = [
+                value for key, value in vars(obj).items() if key not in ("data", "_cache")
+            ]  # not the cached samples
         else:
             children = []
         for child in children:
@@ -45,7 +47,12 @@ def random_transforms(root: Any) -> List[Randomizable]:
 
 def _numpy_state(state: tuple) -> Dict[str, Any]:
     name, keys, position, has_gauss, cached = state
-    return {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(position), "has_gauss": int(has_gauss), "gauss": float(cached)}
+    return {
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(position),
+        "has_gauss": int(has_gauss),
+        "gauss": float(cached),
+    }
 
 
 def _from_numpy_state(state: Dict[str, Any]) -> tuple:

@@ -166,7 +166,13 @@ class ASPP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        branches = [nn.Sequential(conv(spatial_dims, in_channels, out_channels, 1), norm_layer(spatial_dims, norm, out_channels), nn.ReLU(inplace=True))]
+        branches = [
+            nn.Sequential(
+                conv(spatial_dims, in_channels, out_channels, 1),
+                norm_layer(spatial_dims, norm, out_channels),
+                nn.ReLU(inplace=True),
+            )
+        ]
         for dilation in dilations:
             branches.append(
                 nn.Sequential(
@@ -177,7 +183,9 @@ class ASPP(nn.Module):
             )
         self.branches = nn.ModuleList(branches)
         self.pooling = nn.Sequential(
-            Pool[Pool.ADAPTIVEAVG, spatial_dims](1), conv(spatial_dims, in_channels, out_channels, 1, bias=True), nn.ReLU(inplace=True)
+            Pool[Pool.ADAPTIVEAVG, spatial_dims](1),
+            conv(spatial_dims, in_channels, out_channels, 1, bias=True),
+            nn.ReLU(inplace=True),
         )
         total = out_channels * (len(dilations) + 2)
         self.project = nn.Sequential(

@@ -23,8 +23,14 @@ ENCODERS = tuple(RESNETS) + ("mobilenetv3",)
 logger = logging.getLogger(__name__)
 
 
-def _conv_norm_relu(spatial_dims: int, in_channels: int, out_channels: int, kernel: int, norm: NormType) -> nn.Sequential:
-    return nn.Sequential(conv(spatial_dims, in_channels, out_channels, kernel), norm_layer(spatial_dims, norm, out_channels), nn.ReLU(inplace=True))
+def _conv_norm_relu(
+    spatial_dims: int, in_channels: int, out_channels: int, kernel: int, norm: NormType
+) -> nn.Sequential:
+    return nn.Sequential(
+        conv(spatial_dims, in_channels, out_channels, kernel),
+        norm_layer(spatial_dims, norm, out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DeepLabFeatures(nn.Module):
@@ -38,8 +44,15 @@ class DeepLabFeatures(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, encoder: nn.Module, aspp_channels: int, aspp_dilations: Sequence[int],
-        decoder_channels: int, skip: bool, norm: NormType, dropout: float,
+        self,
+        spatial_dims: int,
+        encoder: nn.Module,
+        aspp_channels: int,
+        aspp_dilations: Sequence[int],
+        decoder_channels: int,
+        skip: bool,
+        norm: NormType,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -103,5 +116,7 @@ def deeplabv3_features(
         logger.info("%s", load_pretrained(backbone, pretrained))
     if aspp_dilations is None:
         aspp_dilations = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
-    module = DeepLabFeatures(spatial_dims, backbone, aspp_channels, aspp_dilations, decoder_channels, skip, norm, dropout)
+    module = DeepLabFeatures(
+        spatial_dims, backbone, aspp_channels, aspp_dilations, decoder_channels, skip, norm, dropout
+    )
     return FeatureNetwork(module, decoder_channels, output_stride, 4 if skip else output_stride)

@@ -14,7 +14,11 @@ from medseg_dropclass.networks.blocks import BLOCKS, NormType, conv, make_layer,
 
 __all__ = ["ResNetEncoder", "MobileNetV3Encoder", "RESNETS", "check_output_stride"]
 
-RESNETS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
+RESNETS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+}
 
 
 def check_output_stride(output_stride: int) -> int:
@@ -36,7 +40,13 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, depth: str = "resnet50", width: float = 1.0, output_stride: int = 16, norm: NormType = "batch"
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        depth: str = "resnet50",
+        width: float = 1.0,
+        output_stride: int = 16,
+        norm: NormType = "batch",
     ) -> None:
         super().__init__()
         if depth not in RESNETS:
@@ -91,14 +101,27 @@ class InvertedResidual(nn.Module):
     """MobileNetV3 block: 1x1 expand, depthwise kxk (stride or dilation), optional SE, 1x1 project."""
 
     def __init__(
-        self, spatial_dims: int, inp: int, expanded: int, out: int, kernel: int, stride: int, dilation: int,
-        use_se: bool, hard_swish: bool, norm: NormType,
+        self,
+        spatial_dims: int,
+        inp: int,
+        expanded: int,
+        out: int,
+        kernel: int,
+        stride: int,
+        dilation: int,
+        use_se: bool,
+        hard_swish: bool,
+        norm: NormType,
     ) -> None:
         super().__init__()
         act = nn.Hardswish if hard_swish else nn.ReLU
         layers: List[nn.Module] = []
         if expanded != inp:
-            layers += [conv(spatial_dims, inp, expanded, 1), norm_layer(spatial_dims, norm, expanded), act(inplace=True)]
+            layers += [
+                conv(spatial_dims, inp, expanded, 1),
+                norm_layer(spatial_dims, norm, expanded),
+                act(inplace=True),
+            ]
         layers += [
             conv(spatial_dims, expanded, expanded, kernel, stride, dilation, groups=expanded),
             norm_layer(spatial_dims, norm, expanded),
@@ -144,7 +167,11 @@ class MobileNetV3Encoder(nn.Module):
         super().__init__()
         check_output_stride(output_stride)
         stem = _divisible(16 * width)
-        self.stem = nn.Sequential(conv(spatial_dims, in_channels, stem, 3, 2), norm_layer(spatial_dims, norm, stem), nn.Hardswish(inplace=True))
+        self.stem = nn.Sequential(
+            conv(spatial_dims, in_channels, stem, 3, 2),
+            norm_layer(spatial_dims, norm, stem),
+            nn.Hardswish(inplace=True),
+        )
         blocks: List[nn.Module] = []
         channels, stride_so_far, dilation = stem, 2, 1
         self.low_index = 0
@@ -155,14 +182,27 @@ class MobileNetV3Encoder(nn.Module):
             stride_so_far *= stride
             out_channels = _divisible(out * width)
             blocks.append(
-                InvertedResidual(spatial_dims, channels, _divisible(expanded * width), out_channels, kernel, stride, dilation, se, hs, norm)
+                InvertedResidual(
+                    spatial_dims,
+                    channels,
+                    _divisible(expanded * width),
+                    out_channels,
+                    kernel,
+                    stride,
+                    dilation,
+                    se,
+                    hs,
+                    norm,
+                )
             )
             channels = out_channels
             if stride_so_far == 4:
                 self.low_index, self.low_channels = index, channels
         self.blocks = nn.ModuleList(blocks)
         last = _divisible(960 * width)
-        self.last = nn.Sequential(conv(spatial_dims, channels, last, 1), norm_layer(spatial_dims, norm, last), nn.Hardswish(inplace=True))
+        self.last = nn.Sequential(
+            conv(spatial_dims, channels, last, 1), norm_layer(spatial_dims, norm, last), nn.Hardswish(inplace=True)
+        )
         self.high_channels = last
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

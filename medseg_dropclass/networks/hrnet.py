@@ -22,10 +22,9 @@ w48            65.9M
 ``tiny`` is a CPU-sized configuration for tests.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
-
-import logging
 
 import torch
 from torch import nn
@@ -96,8 +95,13 @@ HRNET_PRESETS: Dict[str, HRNetConfig] = {
 }
 
 
-def _conv_norm(spatial_dims: int, in_channels: int, out_channels: int, kernel: int, stride: int, norm: NormType, relu: bool) -> nn.Sequential:
-    layers: List[nn.Module] = [conv(spatial_dims, in_channels, out_channels, kernel, stride), norm_layer(spatial_dims, norm, out_channels)]
+def _conv_norm(
+    spatial_dims: int, in_channels: int, out_channels: int, kernel: int, stride: int, norm: NormType, relu: bool
+) -> nn.Sequential:
+    layers: List[nn.Module] = [
+        conv(spatial_dims, in_channels, out_channels, kernel, stride),
+        norm_layer(spatial_dims, norm, out_channels),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -133,7 +137,8 @@ class HighResolutionModule(nn.Module):
                     row.append(nn.Identity())
                 else:
                     steps = [
-                        _conv_norm(spatial_dims, out_channels[j], out_channels[j], 3, 2, norm, relu=True) for _ in range(i - j - 1)
+                        _conv_norm(spatial_dims, out_channels[j], out_channels[j], 3, 2, norm, relu=True)
+                        for _ in range(i - j - 1)
                     ]
                     steps.append(_conv_norm(spatial_dims, out_channels[j], out_channels[i], 3, 2, norm, relu=False))
                     row.append(nn.Sequential(*steps))
@@ -171,7 +176,9 @@ class HRNetFeatures(nn.Module):
         self.bn2 = norm_layer(spatial_dims, norm, stem)
         self.relu = nn.ReLU(inplace=True)
         stage1 = config.stage1
-        self.layer1, channels = make_layer(spatial_dims, BLOCKS[stage1.block], stem, stage1.channels[0], stage1.blocks[0], norm=norm)
+        self.layer1, channels = make_layer(
+            spatial_dims, BLOCKS[stage1.block], stem, stage1.channels[0], stage1.blocks[0], norm=norm
+        )
         previous = [channels]
         for index, stage in ((1, config.stage2), (2, config.stage3), (3, config.stage4)):
             expansion = BLOCKS[stage.block].expansion
@@ -197,10 +204,20 @@ class HRNetFeatures(nn.Module):
         for i, channels in enumerate(wanted):
             if i < len(previous):
                 same = previous[i] == channels
-                layers.append(nn.Identity() if same else _conv_norm(spatial_dims, previous[i], channels, 3, 1, norm, relu=True))
+                layers.append(
+                    nn.Identity() if same else _conv_norm(spatial_dims, previous[i], channels, 3, 1, norm, relu=True)
+                )
             else:  # a new, lower-resolution branch from the lowest existing one
                 steps = [
-                    _conv_norm(spatial_dims, previous[-1], previous[-1] if k < i - len(previous) else channels, 3, 2, norm, relu=True)
+                    _conv_norm(
+                        spatial_dims,
+                        previous[-1],
+                        previous[-1] if k < i - len(previous) else channels,
+                        3,
+                        2,
+                        norm,
+                        relu=True,
+                    )
                     for k in range(i + 1 - len(previous))
                 ]
                 layers.append(nn.Sequential(*steps))

@@ -27,9 +27,13 @@ class LoadReport:
     def __str__(self) -> str:
         lines = [f"{self.path}: loaded {len(self.loaded)} tensors"]
         if self.missing:
-            lines.append(f"  missing in the checkpoint ({len(self.missing)}): {self.missing[:10]}{' ...' if len(self.missing) > 10 else ''}")
+            lines.append(
+                f"  missing in the checkpoint ({len(self.missing)}): {self.missing[:10]}{' ...' if len(self.missing) > 10 else ''}"
+            )
         if self.unexpected:
-            lines.append(f"  unused from the checkpoint ({len(self.unexpected)}): {self.unexpected[:10]}{' ...' if len(self.unexpected) > 10 else ''}")
+            lines.append(
+                f"  unused from the checkpoint ({len(self.unexpected)}): {self.unexpected[:10]}{' ...' if len(self.unexpected) > 10 else ''}"
+            )
         for key, why in list(self.mismatched.items())[:10]:
             lines.append(f"  shape mismatch {key}: {why}")
         return "\n".join(lines)
@@ -45,7 +49,9 @@ def _strip(key: str, prefixes: Sequence[str]) -> str:
     return key
 
 
-def load_pretrained(module: nn.Module, path: Union[str, pathlib.Path], prefixes: Sequence[str] = PREFIXES) -> LoadReport:
+def load_pretrained(
+    module: nn.Module, path: Union[str, pathlib.Path], prefixes: Sequence[str] = PREFIXES
+) -> LoadReport:
     """Copy the tensors of a local checkpoint into ``module`` where names and shapes match.
 
     Keys are matched after stripping wrapper prefixes (``module.``, ``backbone.``, ...); a

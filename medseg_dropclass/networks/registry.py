@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict, NamedTuple, Union
 
 from torch import nn
 
-from medseg_dropclass.dropclass import DropClassHead, check_spatial_dims
+from medseg_dropclass.dropclass.head import DropClassHead, check_spatial_dims
 from medseg_dropclass.networks.segmentation_net import ClassifierHead, SegmentationNet
 from medseg_dropclass.validation import check_num_classes
 
@@ -77,7 +77,11 @@ def build_network(
     features = NETWORKS[name](spatial_dims, in_channels, **network_kwargs)
     if dropclass:
         head: nn.Module = DropClassHead(
-            spatial_dims, features.out_channels, num_classes, norm=head_norm, inference_path=inference_path,
+            spatial_dims,
+            features.out_channels,
+            num_classes,
+            norm=head_norm,
+            inference_path=inference_path,
             detach_dropped_class=detach_dropped_class,
         )
     else:

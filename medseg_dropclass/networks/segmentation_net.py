@@ -3,40 +3,13 @@
 from typing import List, Optional, Union
 
 import torch
-from monai.networks.layers.factories import Conv
 from torch import nn
 from torch.nn import functional as F
 
-from medseg_dropclass.dropclass import DropClassOutput, check_spatial_dims
-from medseg_dropclass.pointwise import pointwise_conv
-from medseg_dropclass.validation import check_num_classes, interpolation_mode
+from medseg_dropclass.dropclass.head import ClassifierHead, DropClassOutput, check_spatial_dims
+from medseg_dropclass.validation import interpolation_mode
 
-__all__ = ["SegmentationNet", "ClassifierHead"]
-
-
-class ClassifierHead(nn.Module):
-    """The baseline arm's head: a plain 1x1 convolution ``.classifier``, no DropClass branch.
-
-    It takes the same ``drop_class`` argument as :class:`~medseg_dropclass.DropClassHead` so one
-    training loop drives both arms, and refuses a class to drop.
-    """
-
-    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        check_spatial_dims(spatial_dims)
-        check_num_classes(num_classes)
-        self.in_channels = int(in_channels)
-        self.num_classes = int(num_classes)
-        self.classifier = Conv[Conv.CONV, spatial_dims](in_channels, num_classes, kernel_size=1)
-
-    def forward(self, x: torch.Tensor, drop_class: Optional[int] = None) -> torch.Tensor:
-        if drop_class is not None:
-            raise ValueError(f"drop_class={drop_class} given to a network built with dropclass=False")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"ClassifierHead got a feature map with {x.shape[1]} channels; expected in_channels={self.in_channels}"
-            )
-        return pointwise_conv(x, self.classifier.weight, self.classifier.bias)
+__all__ = ["SegmentationNet", "ClassifierHead"]  # ClassifierHead lives in dropclass.head, beside DropClassHead
 
 
 class SegmentationNet(nn.Module):

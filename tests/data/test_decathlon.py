@@ -90,6 +90,7 @@ def test_msd_task_layout_loads_without_code_change(tmp_path):
     assert image_only(dict(test[0]))["image"].shape == (1, 20, 20, 6)
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("reader", ["NibabelReader", "ITKReader"])
 def test_real_ct_with_117_class_label_map(reader):
     root = shared_fixture("ct_multiorgan_mini")
@@ -102,6 +103,7 @@ def test_real_ct_with_117_class_label_map(reader):
     assert int(present.max()) <= 117
 
 
+@pytest.mark.shared
 def test_real_nrrd_lesions_load_through_itk():
     root = shared_fixture("nrrd_lesions")
     datalist = [{"image": str(root / f"{c}_image.nrrd"), "label": str(root / f"{c}_label.nrrd")} for c in ("brain1", "brain2", "breast1")]

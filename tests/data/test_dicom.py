@@ -123,7 +123,7 @@ def test_predict_segments_a_series_folder_with_its_geometry(tmp_path):
     from monai.bundle import ConfigParser
 
     from medseg_dropclass.engine.bundles import bundles_dir, config_files
-    from medseg_dropclass.predict import predict
+    from medseg_dropclass.apps.predict import predict
 
     written = write_series(tmp_path / "series_a", size=(48, 40, 16), spacing=(1.0, 1.0, 2.5))
     root = bundles_dir() / "phantom3d_dropclass"

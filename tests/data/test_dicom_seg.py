@@ -19,7 +19,7 @@ from medseg_dropclass.data.dicom import dicom_series_files, dicom_series_volume
 from medseg_dropclass.data.dicom_seg import label_frames, read_dicom_seg, write_dicom_seg
 from medseg_dropclass.data.transforms import DatasetError
 from medseg_dropclass.engine.bundles import inference_parser
-from medseg_dropclass.predict import predict
+from medseg_dropclass.apps.predict import predict
 
 from tests.data.test_dicom import write_series
 
@@ -92,7 +92,7 @@ def phantom_series(phantom3d, folder: pathlib.Path) -> None:
 def test_predict_writes_a_seg_equal_to_its_nifti_prediction_and_the_config_agrees(tmp_path, phantom3d):
     phantom_series(phantom3d, tmp_path / "series_a")
     done = subprocess.run([sys.executable, "-m", "medseg_dropclass", "predict", "--bundle", "phantom3d_dropclass", "--input",
-                           str(tmp_path / "series_a"), "--output", str(tmp_path / "out"), "--format", "dicom-seg"],
+                           str(tmp_path / "series_a"), "--output-dir", str(tmp_path / "out"), "--format", "dicom-seg"],
                           capture_output=True, text=True, timeout=600)  # the shipped models/model.pt
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 of 1 case(s) written" in done.stdout

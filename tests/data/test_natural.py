@@ -43,6 +43,7 @@ def test_cityscapes_tiny_tree(tmp_path):
     assert abs(float(sample["image"].mean())) < 3  # ImageNet-normalised
 
 
+@pytest.mark.shared
 def test_cityscapes_real_frame_matches_reference_train_ids():
     root = shared_fixture("cityscapes_mini")
     datalist = cityscapes_datalist(root, "val")
@@ -97,6 +98,7 @@ def test_voc_palette_masks_are_read_as_indices(tmp_path):
     assert sample["label"][0].long().tolist() == label
 
 
+@pytest.mark.shared
 def test_voc_real_fixture():
     root = shared_fixture("voc_mini")
     assert len(VOC_CLASSES) == 21

@@ -30,6 +30,7 @@ def test_counts_shares_and_flags(tmp_path):
         count_classes(items, loader, 2, ignore_index=255, progress=False)
 
 
+@pytest.mark.shared
 def test_real_lesions_are_flagged_below_one_percent():
     root = shared_fixture("nrrd_lesions")
     items = [{"label": str(root / f"{c}_label.nrrd")} for c in ("brain1", "brain2", "breast1")]
@@ -38,6 +39,7 @@ def test_real_lesions_are_flagged_below_one_percent():
     assert rows[1]["flag"] in ("<1%", "<0.1%") and rows[1]["voxels"] > 0
 
 
+@pytest.mark.shared
 def test_cli_on_phantoms_and_cityscapes(phantom2d, tmp_path):
     run = lambda *args: subprocess.run([sys.executable, "data_scripts/class_stats.py", *args], capture_output=True, text=True)  # noqa: E731
     done = run("decathlon", str(phantom2d), "--output-dir", str(tmp_path / "p"))

@@ -48,7 +48,7 @@ if mode:
             os.kill(os.getpid(), signal.SIGKILL)
 
     torch.save, os.replace = save, replace  # every save of the run (the checkpoint savers' only file writes)
-from medseg_dropclass.__main__ import main
+from medseg_dropclass.apps.cli import main
 main(sys.argv[1:])
 """
 
@@ -66,7 +66,15 @@ class KillPoint:
 
 
 def train_command(dataset_dir: pathlib.Path, output_dir: pathlib.Path, **overrides) -> List[str]:
-    arguments = ["run", "phantom2d_dropclass", "train", "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir)]
+    arguments = [
+        "run",
+        "phantom2d_dropclass",
+        "train",
+        "--dataset_dir",
+        str(dataset_dir),
+        "--output_dir",
+        str(output_dir),
+    ]
     for key, value in overrides.items():
         arguments += [f"--{key}", str(value)]
     return [sys.executable, "-c", CHILD, *arguments]
@@ -75,7 +83,9 @@ def train_command(dataset_dir: pathlib.Path, output_dir: pathlib.Path, **overrid
 def run(command: Sequence[str], kill: Optional[KillPoint] = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the child; with ``kill``, SIGKILL it at that point (the return code says whether it was killed)."""
     env = dict(os.environ, FAULT_MODE=kill.mode if kill else "", FAULT_AT_SAVE=str(kill.save if kill else 0))
-    process = subprocess.Popen(list(command), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        list(command), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if kill is not None and kill.delay is not None:
         try:
             out, err = process.communicate(timeout=kill.delay)
@@ -117,7 +127,11 @@ def differences(reference: Dict[str, object], resumed: Dict[str, object]) -> Lis
             problems += [f"{key}.{name}: not bitwise equal" for name in a if not torch.equal(a[name], b[name])]
     for index, state in reference["optimizer"]["state"].items():
         other = resumed["optimizer"]["state"][index]
-        problems += [f"optimizer.state[{index}].{name}" for name, value in state.items() if torch.is_tensor(value) and not torch.equal(value, other[name])]
+        problems += [
+            f"optimizer.state[{index}].{name}"
+            for name, value in state.items()
+            if torch.is_tensor(value) and not torch.equal(value, other[name])
+        ]
     return problems
 
 
@@ -146,7 +160,9 @@ def random_kill_points(count: int, duration: float, saves: int, seed: int = 0) -
     points = [KillPoint(delay=generator.uniform(0.3, 1.0) * duration)]
     for index in range(1, count):
         if index % 2:
-            points.append(KillPoint(save=generator.randint(1, min(3, saves)), mode=generator.choice(["during", "after_rename"])))
+            points.append(
+                KillPoint(save=generator.randint(1, min(3, saves)), mode=generator.choice(["during", "after_rename"]))
+            )
         else:
             points.append(KillPoint(delay=generator.uniform(0.3, 0.8) * duration))
     return points[:count]

@@ -12,7 +12,12 @@ from ignite.engine import Engine
 
 from medseg_dropclass.engine import checkpoints
 from medseg_dropclass.engine.checkpoints import (
-    BestModelSaver, CheckpointError, EpochCheckpointSaver, ResumeFromCheckpoint, atomic_save, epoch_checkpoints,
+    BestModelSaver,
+    CheckpointError,
+    EpochCheckpointSaver,
+    ResumeFromCheckpoint,
+    atomic_save,
+    epoch_checkpoints,
 )
 from medseg_dropclass.engine.random_state import TrainingRandomState, random_transforms
 
@@ -51,7 +56,9 @@ def test_epoch_saver_removes_the_previous_checkpoint_only_after_the_new_one_is_w
     monkeypatch.undo()
 
     saver(trainer_at(2))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=2.pt"]  # older one and the partial file gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_epoch=2.pt"
+    ]  # older one and the partial file gone
     saved = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
     torch.testing.assert_close(saved["network"]["weight"], network.weight)
 
@@ -79,7 +86,9 @@ def test_resume_reports_an_unreadable_newest_checkpoint_by_name_and_uses_the_pre
     with caplog.at_level(logging.WARNING):
         loader(fresh)
     assert loader.loaded_path.endswith("checkpoint_epoch=2.pt")
-    assert "checkpoint_epoch=4.pt cannot be read" in caplog.text and "checkpoint_epoch=3.pt cannot be read" in caplog.text
+    assert (
+        "checkpoint_epoch=4.pt cannot be read" in caplog.text and "checkpoint_epoch=3.pt cannot be read" in caplog.text
+    )
     torch.testing.assert_close(network.weight, good_weight)
     assert fresh.state.epoch == 2 and fresh.state.iteration == 8 and fresh.state.max_epochs == 10
 
@@ -132,13 +141,21 @@ def test_training_random_state_restores_every_stream(phantom2d):
     from medseg_dropclass.data import CacheDataset, DecathlonPreprocessing, decathlon_datalist
 
     preprocessing = DecathlonPreprocessing(2, 7, crop_size=(32, 32), num_crops=2)
-    dataset = CacheDataset(decathlon_datalist(phantom2d, "training")[:2], preprocessing.transforms("train"), progress=False)
+    dataset = CacheDataset(
+        decathlon_datalist(phantom2d, "training")[:2], preprocessing.transforms("train"), progress=False
+    )
     DataLoader(dataset, batch_size=1)  # seeds every random transform, as the bundles' loader does
     assert len(random_transforms(dataset.transform)) >= 3  # the balanced crop and the flips
 
     def draw():
         sample = dataset[0]
-        return [sample[0]["image"].clone(), sample[1]["image"].clone(), torch.rand(3), np.random.rand(3), random.random()]
+        return [
+            sample[0]["image"].clone(),
+            sample[1]["image"].clone(),
+            torch.rand(3),
+            np.random.rand(3),
+            random.random(),
+        ]
 
     state = TrainingRandomState(dataset)
     saved = state.state_dict()

@@ -8,7 +8,9 @@ from medseg_dropclass.engine import DropClassController
 
 
 def fake_engine(iteration, max_epochs=2, epoch_length=5, label=None):
-    state = types.SimpleNamespace(iteration=iteration, max_epochs=max_epochs, epoch_length=epoch_length, batch={"label": label})
+    state = types.SimpleNamespace(
+        iteration=iteration, max_epochs=max_epochs, epoch_length=epoch_length, batch={"label": label}
+    )
     return types.SimpleNamespace(state=state)
 
 

@@ -13,11 +13,13 @@ def test_a_run_killed_anywhere_and_restarted_ends_bitwise_equal_to_an_uninterrup
     assert reference["iteration"] == 12 * 2 and reference["best"]["best_epoch"] == 3
     # each run counts its own saves: epoch checkpoints, and model.pt before the checkpoint of a validated epoch
     kills = [
-        KillPoint(delay=0.75 * duration),        # in training, after some epoch checkpoints (start-up is ~half of this run)
-        KillPoint(save=2, mode="during"),        # half of the restarted run's 2nd file written
+        KillPoint(delay=0.75 * duration),  # in training, after some epoch checkpoints (start-up is ~half of this run)
+        KillPoint(save=2, mode="during"),  # half of the restarted run's 2nd file written
         KillPoint(save=2, mode="after_rename"),  # the next run's 2nd file just renamed into place, nothing after it
         KillPoint(delay=0.6 * duration),
     ]
     log = run_with_kills(train_command(phantom2d, tmp_path / "killed", **OPTIONS), kills)
-    assert sum("killed" in line for line in log) >= 2, log  # a kill point past the end of a resumed run just lets it finish
+    assert sum("killed" in line for line in log) >= 2, (
+        log
+    )  # a kill point past the end of a resumed run just lets it finish
     assert differences(reference, final_state(tmp_path / "killed")) == [], log

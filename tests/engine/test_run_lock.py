@@ -24,7 +24,9 @@ def _holder(folder: pathlib.Path) -> subprocess.Popen:
 def test_a_second_process_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path, capsys):
     holder = _holder(tmp_path / "run")
     try:
-        with pytest.raises(FolderLockedError, match=rf"run: in use by process {holder.pid} \(lock file .*{LOCK_NAME}\)"):
+        with pytest.raises(
+            FolderLockedError, match=rf"run: in use by process {holder.pid} \(lock file .*{LOCK_NAME}\)"
+        ):
             lock_folder(str(tmp_path / "run"))
     finally:
         holder.send_signal(signal.SIGKILL)  # no clean-up: the lock file stays with the dead PID in it
@@ -59,9 +61,23 @@ def test_a_symlinked_lock_file_is_never_written_through(tmp_path):
 
 def test_two_trainings_into_one_run_folder(phantom2d, tmp_path):
     """A study restarted while the first was alive trained the same run twice into one checkpoint folder."""
-    command = [sys.executable, "-m", "medseg_dropclass", "run", "phantom2d_dropclass", "train", "--dataset_dir", str(phantom2d),
-               "--output_dir", str(tmp_path / "run"), "--batch_size", "2"]
-    first = subprocess.Popen(command + ["--max_epochs", "500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    command = [
+        sys.executable,
+        "-m",
+        "medseg_dropclass",
+        "run",
+        "phantom2d_dropclass",
+        "train",
+        "--dataset_dir",
+        str(phantom2d),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--batch_size",
+        "2",
+    ]
+    first = subprocess.Popen(
+        command + ["--max_epochs", "500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "run" / LOCK_NAME).is_file() and time.time() < deadline and first.poll() is None:
@@ -71,4 +87,6 @@ def test_two_trainings_into_one_run_folder(phantom2d, tmp_path):
     finally:
         first.kill()
         first.wait()
-    assert second.returncode == 1 and f"in use by process {first.pid}" in second.stderr.strip().splitlines()[-1], second.stderr[-2000:]
+    assert second.returncode == 1 and f"in use by process {first.pid}" in second.stderr.strip().splitlines()[-1], (
+        second.stderr[-2000:]
+    )

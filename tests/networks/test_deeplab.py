@@ -44,18 +44,28 @@ def test_decoder_resolution_and_logit_upsampling(skip, stride):
 def test_resnet50_layout_matches_torchvision_names():
     encoder = ResNetEncoder(2, 3, "resnet50")
     keys = encoder.state_dict().keys()
-    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight", "layer4.2.conv3.weight", "layer3.5.bn2.weight"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.conv3.weight",
+        "layer3.5.bn2.weight",
+    ):
         assert key in keys
     assert sum(p.numel() for p in encoder.parameters()) == 23_508_032  # torchvision resnet50 without fc
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"unknown encoder 'vgg16'; allowed: resnet18, resnet34, resnet50, mobilenetv3"):
+    with pytest.raises(
+        ValueError, match=r"unknown encoder 'vgg16'; allowed: resnet18, resnet34, resnet50, mobilenetv3"
+    ):
         build_network("deeplabv3", 2, 1, 3, encoder="vgg16")
     with pytest.raises(ValueError, match=r"output_stride=32 is not supported; allowed: 8 or 16"):
         build_network("deeplabv3", 2, 1, 3, output_stride=32)
     net = build_network("deeplabv3", 2, 1, 3, encoder="resnet18", **SMALL)
-    with pytest.raises(ValueError, match=r"input spatial size \[8, 40\] is too small for this network: every size must be >= 16"):
+    with pytest.raises(
+        ValueError, match=r"input spatial size \[8, 40\] is too small for this network: every size must be >= 16"
+    ):
         net(torch.randn(1, 1, 8, 40))
     with pytest.raises(ValueError, match=r"input of shape \[1, 3, 32, 32\] does not fit the network: expected \(B, 1,"):
         net(torch.randn(1, 3, 32, 32))

@@ -30,8 +30,15 @@ def test_shapes_and_stride_four_features(spatial_dims, shape):
 
 def test_official_module_names():
     keys = build_network("hrnetv2", 2, 3, 19, preset="w18_small_v2").features.state_dict().keys()
-    for key in ("conv1.weight", "bn2.running_var", "layer1.1.conv3.weight", "transition1.1.0.0.weight",
-                "stage2.0.branches.1.0.conv1.weight", "stage4.1.fuse_layers.3.0.0.0.weight", "last_layer.0.weight"):
+    for key in (
+        "conv1.weight",
+        "bn2.running_var",
+        "layer1.1.conv3.weight",
+        "transition1.1.0.0.weight",
+        "stage2.0.branches.1.0.conv1.weight",
+        "stage4.1.fuse_layers.3.0.0.0.weight",
+        "last_layer.0.weight",
+    ):
         assert key in keys, key
 
 
@@ -39,5 +46,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown HRNet preset 'w32'; allowed: w18_small_v1, w18_small_v2, w48, tiny"):
         build_network("hrnetv2", 2, 1, 3, preset="w32")
     net = build_network("hrnetv2", 2, 1, 3, preset="tiny")
-    with pytest.raises(ValueError, match=r"input spatial size \[16, 64\] is too small for this network: every size must be >= 32"):
+    with pytest.raises(
+        ValueError, match=r"input spatial size \[16, 64\] is too small for this network: every size must be >= 32"
+    ):
         net(torch.randn(1, 1, 16, 64))

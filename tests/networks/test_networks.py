@@ -69,7 +69,9 @@ def test_few_training_steps_reduce_the_loss(name):
     net = build_network(name, 2, 1, 3, **TINY[name]).train()
     generator = torch.Generator().manual_seed(0)
     # smooth blobs (a stride-4 head cannot resolve per-pixel noise)
-    image = torch.nn.functional.interpolate(torch.randn(4, 1, 4, 4, generator=generator), size=(32, 32), mode="bilinear")
+    image = torch.nn.functional.interpolate(
+        torch.randn(4, 1, 4, 4, generator=generator), size=(32, 32), mode="bilinear"
+    )
     label = (image[:, 0] > 0.3).long() + (image[:, 0] > 1.0).long()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     loss_fn = DropClassLoss(alpha=1.0)

@@ -26,15 +26,27 @@ def test_network_builder_loads_encoder_weights_and_reports_shape_mismatches(tmp_
     state["conv1.weight"] = torch.zeros(8, 3, 7, 7)  # RGB stem against a 1-channel model
     torch.save(state, tmp_path / "enc.pt")
     with caplog.at_level("INFO"):
-        net = build_network("deeplabv3", 2, 1, 3, encoder="resnet18", width=0.125, aspp_channels=8, decoder_channels=8,
-                            pretrained=str(tmp_path / "enc.pt"))
+        net = build_network(
+            "deeplabv3",
+            2,
+            1,
+            3,
+            encoder="resnet18",
+            width=0.125,
+            aspp_channels=8,
+            decoder_channels=8,
+            pretrained=str(tmp_path / "enc.pt"),
+        )
     assert torch.equal(net.features.encoder.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
     assert "shape mismatch conv1.weight: checkpoint (8, 3, 7, 7) vs model (8, 1, 7, 7)" in caplog.text
 
 
 def test_no_matching_keys_and_missing_file(tmp_path):
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match=r"other.pt: no tensor matches the model by name and shape; checkpoint keys start \['something.else'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"other.pt: no tensor matches the model by name and shape; checkpoint keys start \['something.else'\]",
+    ):
         build_network("hrnetv2", 2, 1, 3, preset="tiny", pretrained=str(tmp_path / "other.pt"))
     with pytest.raises(FileNotFoundError, match=r"missing.pt does not exist \(weights are never downloaded here\)"):
         build_network("hrnetv2", 2, 1, 3, preset="tiny", pretrained=str(tmp_path / "missing.pt"))

@@ -1,0 +1,28 @@
+"""Evaluation: per-case and per-class metrics (Dice, IoU, the frequency bins), the classifier-weight similarity,
+Grad-CAM and the figure helper. May import torch, MONAI, numpy/matplotlib and ``medseg_dropclass.validation``:
+it scores predictions and networks handed to it and knows nothing of bundles, data layouts or studies."""
+
+from medseg_dropclass.evaluation.gradcam import class_gradcam, save_gradcam_overlays
+from medseg_dropclass.evaluation.metrics import (
+    FREQUENCY_BINS,
+    confusion_matrix,
+    frequency_bin,
+    per_class_dice,
+    per_class_iou,
+    summarize_cases,
+)
+from medseg_dropclass.evaluation.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
+
+__all__ = [
+    "FREQUENCY_BINS",
+    "frequency_bin",
+    "confusion_matrix",
+    "per_class_iou",
+    "per_class_dice",
+    "summarize_cases",
+    "class_gradcam",
+    "save_gradcam_overlays",
+    "class_weight_similarity",
+    "save_similarity_heatmap",
+    "similarity_summary",
+]

@@ -1,0 +1,667 @@
+"""Baseline vs DropClass (and its variants and controls), side by side, per class, over seeds:
+``python -m medseg_dropclass compare``.
+
+Every arm is a bundle (``phantom2d_dropclass`` by default; any bundle folder with ``--bundle``) with a
+few config overrides on the bundle base's recipe, trained in its own process (so its wall time and peak
+memory are its own), then evaluated by the bundle's own ``evaluate`` config (the one evaluator: per case,
+nnU-Net semantics, through the bundle's inferer) on every labelled evaluation split of the dataset, with
+the network of its last epoch (no checkpoint selection, so equal iterations mean equal iterations).
+Studies resume (finished runs are reused, interrupted ones continue from their checkpoint); the report
+(:mod:`medseg_dropclass.study.report`) follows docs/STUDY_DESIGN.md. The demo is this command with
+two arms and one seed.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+import zlib
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import torch
+
+from medseg_dropclass.engine.bundles import bundle_parser, find_bundle, run_bundle
+from medseg_dropclass.engine.checkpoints import latest_checkpoint, read_checkpoint
+from medseg_dropclass.engine.config_values import ConfigKeyError
+from medseg_dropclass.engine.run_lock import FolderLockedError, folder_lock
+from medseg_dropclass.evaluation.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
+from medseg_dropclass.study.report import write_report
+
+__all__ = [
+    "ARMS",
+    "Arm",
+    "bundle_parser",
+    "drop_seed",
+    "run_study",
+    "evaluate_run",
+    "evaluation_splits",
+    "write_report",
+    "write_figures",
+]
+
+BUNDLE = "phantom2d_dropclass"
+
+
+class Arm(NamedTuple):
+    """One arm of a study: what it is, its config overrides, its budget and the arm it is compared with."""
+
+    description: str
+    overrides: Dict[str, Any]
+    budget: int = 1
+    reference: str = "baseline"
+
+
+def load_arms(path: Optional[pathlib.Path] = None) -> Dict[str, Arm]:
+    """The arm registry (``arms.yaml`` beside this module, or ``path``): ``{name: Arm}``; data, never code.
+
+    Raises:
+        ValueError: an entry without ``description`` or ``overrides``, or with unknown keys (the file is named).
+    """
+    import yaml
+
+    path = pathlib.Path(path) if path is not None else pathlib.Path(__file__).with_name("arms.yaml")
+    return {
+        name: arm_from(entry, f"{path}: arm {name!r}")
+        for name, entry in (yaml.safe_load(path.read_text()) or {}).items()
+    }
+
+
+def arm_from(entry: Any, where: str) -> Arm:
+    """One :class:`Arm` from its mapping (``description``, ``overrides``, optional ``budget`` and ``reference``)."""
+    if not isinstance(entry, dict) or not {"description", "overrides"} <= set(entry) or set(entry) - set(Arm._fields):
+        raise ValueError(f"{where}: expected description, overrides[, budget, reference], got {entry!r}")
+    if not isinstance(entry["overrides"], dict) or int(entry.get("budget", 1)) < 1:
+        raise ValueError(f"{where}: overrides must be a mapping and budget an integer >= 1")
+    return Arm(
+        str(entry["description"]),
+        dict(entry["overrides"]),
+        int(entry.get("budget", 1)),
+        str(entry.get("reference", "baseline")),
+    )
+
+
+ARMS: Dict[str, Arm] = load_arms()
+
+
+def drop_seed(arm: str, seed: int) -> int:
+    """Each arm's own drop-sequence stream for a seed (network initialisation and data order stay paired by seed)."""
+    return zlib.crc32(f"{arm}:{seed}".encode()) % (2**31)
+
+
+def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
+    """The labelled splits of a ``dataset.json`` besides ``training``; ``["validation"]`` (held out of
+    training by the bundle) when there is none (an MSD task's ``test`` has no labels)."""
+    content = json.loads(pathlib.Path(dataset_json).read_text())
+    splits = [
+        name
+        for name, entries in content.items()
+        if name != "training"
+        and isinstance(entries, list)
+        and entries
+        and all(isinstance(e, dict) and "label" in e for e in entries)
+    ]
+    return splits or ["validation"]
+
+
+def train_arm(bundle: str, overrides: dict, output_dir: pathlib.Path) -> Dict[str, float]:
+    """Train one arm in a child process; return its wall time (s) and peak resident memory (MiB).
+
+    The peak is the child's own ``VmHWM`` (Linux ``/proc``, reset at exec), read while it runs: the
+    ``ru_maxrss`` of ``wait4`` would include the parent's memory at fork time, which grows over a study.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    args_file = output_dir / "args.json"
+    args_file.write_text(json.dumps({**overrides, "output_dir": str(output_dir / "run")}))
+    log = (output_dir / "train.log").open("w")
+    command = [sys.executable, "-m", "medseg_dropclass", "run", str(bundle), "train", "--args_file", str(args_file)]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    peak_kib = 0
+    while process.poll() is None:
+        peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
+        time.sleep(0.25)
+    seconds = time.perf_counter() - start
+    log.close()
+    if process.returncode != 0:
+        tail = (output_dir / "train.log").read_text()[-2000:]
+        raise RuntimeError(f"training {output_dir} failed (exit {process.returncode}):\n{tail}")
+    return {"seconds": seconds, "peak_memory_mib": peak_kib / 1024.0 if peak_kib else float("nan")}
+
+
+def _high_water_mark_kib(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB (0 where ``/proc`` is not available or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def evaluate_run(bundle: str, overrides: dict, checkpoint: str, split: str, eval_dir: pathlib.Path) -> dict:
+    """The bundle's ``evaluate`` config on one split with ``checkpoint``; returns its ``summary.json``."""
+    run_bundle(bundle, "evaluate", **overrides, ckpt_path=str(checkpoint), eval_split=split, eval_dir=str(eval_dir))
+    return json.loads((eval_dir / "summary.json").read_text())
+
+
+def final_checkpoint(run_dir: pathlib.Path) -> str:
+    checkpoint = latest_checkpoint(str(run_dir / "checkpoints"))
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint_epoch=*.pt under {run_dir / 'checkpoints'}")
+    return checkpoint
+
+
+def bundle_class_share(bundle: str, overrides: dict) -> tuple:
+    """``(class_names, class_share)`` as the bundle computes them (its training datalist, labels through its
+    preprocessing, the ignore index left out): for datasets without a ``dataset.json``."""
+    parser = bundle_parser(bundle, overrides)
+    return list(parser.get_parsed_content("class_names")), [float(v) for v in parser.get_parsed_content("class_share")]
+
+
+def load_final_network(parser, run_dir: pathlib.Path) -> torch.nn.Module:
+    """The network of ``parser`` with the weights of the last epoch checkpoint under ``run_dir``, in eval mode."""
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(read_checkpoint(final_checkpoint(run_dir))["network"])
+    return network.eval()
+
+
+def run_study(
+    output_dir: str,
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    max_epochs: int,
+    dataset_dir: Optional[str] = None,
+    bundle: str = BUNDLE,
+    extra_overrides: Optional[dict] = None,
+    train: bool = True,
+    eval_splits: Optional[Sequence[str]] = None,
+    endpoint_classes: Optional[Sequence[str]] = None,
+    named_classes: Optional[Dict[str, Sequence[str]]] = None,
+    registry: Optional[Dict[str, Arm]] = None,
+) -> dict:
+    """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
+
+    ``train=False`` collects the finished runs only (a report of a study in progress; nothing is trained).
+    ``eval_splits``: the labelled splits scored, in-distribution first (default: every labelled split besides
+    ``training``); ``endpoint_classes``: the primary endpoint's classes by name (default: those under 1%);
+    ``named_classes``: further class names by the option that named them (e.g. ``--gradcam-classes``), checked
+    with the endpoint's before anything trains.
+
+    Resumable: a finished (arm, seed) with the same configuration is reused from its ``result.json``;
+    an interrupted one continues from its last epoch checkpoint (the bundle's resume handler); the
+    collected ``results.json`` is rewritten after every run, so a study can span several sittings.
+
+    Raises:
+        ValueError: an unknown arm, or a finished run whose recorded configuration differs (the
+            output folder belongs to another study: nothing is overwritten).
+    """
+    registry = ARMS if registry is None else registry
+    unknown = [a for a in arms if a not in registry]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
+    with folder_lock(str(pathlib.Path(output_dir).resolve()), "study folder"):
+        return _run_study(
+            output_dir,
+            arms,
+            seeds,
+            max_epochs,
+            dataset_dir,
+            bundle,
+            extra_overrides,
+            train,
+            eval_splits,
+            endpoint_classes,
+            named_classes,
+            registry,
+        )
+
+
+def _run_study(
+    output_dir,
+    arms,
+    seeds,
+    max_epochs,
+    dataset_dir,
+    bundle,
+    extra_overrides,
+    train,
+    eval_splits,
+    endpoint_classes,
+    named_classes,
+    registry,
+):
+    from medseg_dropclass.data import DEFAULT_2D, make_phantom_dataset, read_dataset_json
+
+    bundle = str(find_bundle(bundle))
+    out = pathlib.Path(output_dir).resolve()
+    data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
+    if dataset_dir is None and not (data / "dataset.json").is_file():
+        make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
+    if not (data / "dataset.json").is_file() and not eval_splits:  # e.g. CamVid's split lists: no split names to read
+        raise ValueError(f"{data} has no dataset.json: name the labelled splits to score (--eval-splits, e.g. test)")
+    # the class share as the bundle computes it (its training split, labels through its preprocessing), once, passed on
+    # to every evaluation: one definition for the sampling weights, the frequency bins and the reports
+    class_names, share = bundle_class_share(bundle, {**(extra_overrides or {}), "dataset_dir": str(data)})
+    splits = list(eval_splits) if eval_splits else evaluation_splits(read_dataset_json(data).path)
+    unknown_classes = [name for name in endpoint_classes or [] if name not in class_names]
+    if unknown_classes:
+        raise ValueError(f"endpoint class(es) {unknown_classes} not in {class_names}")
+    for option, names in (named_classes or {}).items():
+        unknown_classes = sorted(set(names) - set(class_names))
+        if unknown_classes:
+            raise ValueError(f"{option}: class(es) {unknown_classes} not in {class_names}")
+    val_interval = max(1, max_epochs // 10)
+    results: dict = {
+        "bundle": pathlib.Path(bundle).name,
+        "dataset_dir": str(data),
+        "class_names": class_names,
+        "class_share": share,
+        "splits": splits,
+        "arms": {},
+        "max_epochs": max_epochs,
+        "seeds": list(seeds),
+        "overrides": dict(extra_overrides or {}),
+        "endpoint_classes": list(endpoint_classes or []),
+    }
+    for arm in arms:
+        spec = registry[arm]
+        results["arms"][arm] = {
+            "description": spec.description,
+            "budget": spec.budget,
+            "reference": spec.reference,
+            "seeds": {},
+            "drop_sequence": "own stream (seeded by arm and seed)"
+            if spec.overrides.get("dropclass", True)
+            else "none (no DropClass)",
+        }
+        for seed in seeds:
+            epochs = max_epochs * spec.budget
+            full = {
+                "dataset_dir": str(data),
+                "seed": seed,
+                "drop_seed": drop_seed(arm, seed),
+                "max_epochs": epochs,
+                "val_interval": val_interval * spec.budget,
+                **(extra_overrides or {}),
+                **spec.overrides,
+            }
+            arm_dir = out / arm / f"seed{seed}"
+            entry = _finished(arm_dir, full)
+            if entry is None and not train:
+                continue
+            if entry is None:
+                entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share)
+            results["arms"][arm]["seeds"][str(seed)] = entry
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
+    """The stored result of a finished run with exactly these overrides, else ``None`` (not finished)."""
+    result = arm_dir / "result.json"
+    if not result.is_file():
+        return None
+    entry = json.loads(result.read_text())
+    if _portable(entry.get("overrides")) != _portable(json.loads(json.dumps(overrides))):
+        raise ValueError(
+            f"{result} was produced with other settings ({entry.get('overrides')}); this study asks for {overrides}. "
+            "Use another --output-dir, or delete that run to redo it (nothing is overwritten)."
+        )
+    print(f"[{arm_dir.parent.name} seed {overrides['seed']}] finished earlier: reused", flush=True)
+    return entry
+
+
+def _portable(overrides: Optional[dict]) -> Optional[dict]:
+    """Overrides as compared between sittings: the dataset by its folder's name, so that a study's committed
+    ``result.json`` files are reused on another machine or checkout where the same dataset lies elsewhere."""
+    if not overrides or "dataset_dir" not in overrides:
+        return overrides
+    return {**overrides, "dataset_dir": pathlib.Path(str(overrides["dataset_dir"])).name}
+
+
+def _train_and_evaluate(
+    bundle: str, arm: str, seed: int, full: dict, arm_dir: pathlib.Path, splits: List[str], share: List[float]
+) -> dict:
+    resumed = latest_checkpoint(str(arm_dir / "run" / "checkpoints"))
+    print(
+        f"[{arm} seed {seed}] training {full['max_epochs']} epochs"
+        + (f", resuming from {pathlib.Path(resumed).name}" if resumed else ""),
+        flush=True,
+    )
+    cost = train_arm(bundle, full, arm_dir)
+    checkpoint = final_checkpoint(arm_dir / "run")
+    evaluated = {**full, "output_dir": str(arm_dir / "run"), "class_share": share}
+    entry: dict = {"overrides": full, "cost": cost, "resumed": resumed is not None, "summaries": {}}
+    parser = bundle_parser(bundle, full)
+    images = (
+        full["max_epochs"]
+        * len(parser.get_parsed_content("train_datalist"))
+        * int(getattr(parser.get_parsed_content("preprocessing"), "num_crops", 1))
+    )
+    cost["images_per_second"] = images / cost["seconds"] if not resumed else float("nan")
+    for split in splits:
+        entry["summaries"][split] = evaluate_run(bundle, evaluated, checkpoint, split, arm_dir / f"eval_{split}")
+    state = read_checkpoint(checkpoint)["network"]
+    weight = next(v for k, v in state.items() if k.endswith("head.classifier.weight"))
+    similarity = class_weight_similarity(weight)
+    entry["similarity"] = {"matrix": similarity.tolist(), **similarity_summary(similarity, share)}
+    (arm_dir / "result.json").write_text(json.dumps(entry, indent=1))
+    first = splits[0]
+    print(
+        f"[{arm} seed {seed}] {cost['seconds']:.0f} s, peak {cost['peak_memory_mib']:.0f} MiB, "
+        f"foreground Dice {entry['summaries'][first]['foreground_mean']['Dice']:.3f} ({first})",
+        flush=True,
+    )
+    return entry
+
+
+def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
+    """Similarity heatmap and Grad-CAM overlays (first case of the last evaluation split) per arm, first seed."""
+    from medseg_dropclass.evaluation.gradcam import save_gradcam_overlays
+
+    out = pathlib.Path(output_dir)
+    names = results["class_names"]
+    bundle = results.get("bundle", BUNDLE)
+    written = []
+    for arm, entry in results["arms"].items():
+        if not entry["seeds"]:  # a study in progress: nothing finished for this arm yet
+            continue
+        seed, first = next(iter(entry["seeds"].items()))
+        matrix = torch.tensor(first["similarity"]["matrix"])
+        written.append(
+            pathlib.Path(
+                save_similarity_heatmap(
+                    matrix, names, str(out / f"similarity_{arm}.png"), f"{arm}: class weight similarity"
+                )
+            )
+        )
+        arm_dir = out / arm / f"seed{seed}"
+        overrides = json.loads((arm_dir / "args.json").read_text())
+        parser = bundle_parser(bundle, overrides)
+        network = load_final_network(parser, arm_dir / "run")
+        split = results["splits"][-1]
+        items = (
+            parser.get_parsed_content("val_datalist")
+            if split == "validation"
+            else parser.get_parsed_content("datalist")(split)
+        )
+        sample = parser.get_parsed_content("preprocessing").transforms("inference")({"image": items[0]["image"]})
+        image = sample["image"].as_tensor()
+        if image.ndim - 1 > int(
+            parser.get_parsed_content("network_def#spatial_dims")
+        ):  # a 2D network on a volume: its middle slice
+            image = image[..., image.shape[-1] // 2]
+        written.append(save_gradcam_overlays(network, image, names, str(out / f"gradcam_{arm}.png")))
+    return written
+
+
+def write_gradcam_figure(results: dict, output_dir: str, classes: Sequence[str], arms: Sequence[str]) -> pathlib.Path:
+    """Grad-CAM of ``classes`` for the networks of ``arms`` (their first common seed) on one image of the first
+    evaluation split: the image with the most reference pixels of ``classes[0]`` (a rule, not a pick)."""
+    from medseg_dropclass.study.pooled import write_gradcam_comparison
+    from medseg_dropclass.study.report import finished_seeds
+
+    out = pathlib.Path(output_dir)
+    names, split = results["class_names"], results["splits"][0]
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(f"Grad-CAM class(es) {unknown} not in {names}")
+    arms = [a for a in arms if a in results["arms"] and results["arms"][a]["seeds"]]
+    common = finished_seeds(results, *arms)
+    if not common:
+        raise ValueError(f"no seed finished by every one of {arms}")
+    seed = str(common[0])
+    cases = results["arms"][arms[0]]["seeds"][seed]["summaries"][split]["metric_per_case"]
+    index = max(range(len(cases)), key=lambda i: cases[i]["metrics"][classes[0]]["n_ref"])
+    networks, sample = {}, None
+    for arm in arms:
+        parser = bundle_parser(results["bundle"], json.loads((out / arm / f"seed{seed}" / "args.json").read_text()))
+        networks[arm] = load_final_network(parser, out / arm / f"seed{seed}" / "run")
+        if sample is None:
+            items = (
+                parser.get_parsed_content("val_datalist")
+                if split == "validation"
+                else parser.get_parsed_content("datalist")(split)
+            )
+            sample = parser.get_parsed_content("preprocessing").transforms("evaluate")(dict(items[index]))
+    image, label = sample["image"].as_tensor().float(), sample["label"].as_tensor()[0].numpy()
+    path = out / f"gradcam_{'_'.join(classes)}.png"
+    return write_gradcam_comparison(networks, image, label, names, [names.index(c) for c in classes], path)
+
+
+def compare_main(argv: Optional[List[str]] = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m medseg_dropclass compare", description=__doc__)
+    parser.add_argument(
+        "--study",
+        default=None,
+        metavar="FILE",
+        help="run or resume the study a file describes (studies/<name>.yaml: bundle, dataset, arms, seeds, budget, "
+        "endpoint); the options below that it sets are taken from it",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["baseline", "dropclass"],
+        help=f"known: {', '.join(ARMS)}; with --study, a part of its arms to run now (the report covers the whole study)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
+    parser.add_argument(
+        "--seed-ids",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="these seeds instead of 0..--seeds-1 (e.g. two studies side by side on the seeds of one output folder)",
+    )
+    parser.add_argument("--max-epochs", type=int, default=None, help="the 1x budget (default: the bundle's max_epochs)")
+    parser.add_argument(
+        "--output-dir", default="outputs/compare", help="the study folder (with --study: outputs/<study name>)"
+    )
+    parser.add_argument(
+        "--bundle", default=BUNDLE, help="a shipped bundle's name or a bundle folder (default: %(default)s)"
+    )
+    parser.add_argument("--dataset-dir", default=None, help="a Decathlon-format dataset (default: the 2D phantoms)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the similarity heatmaps and Grad-CAM overlays")
+    parser.add_argument(
+        "--report-only", action="store_true", help="report the finished runs of a study in progress; train nothing"
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="bundle config overrides for every arm; VALUE is JSON (a bare word is a string), never evaluated, "
+        'e.g. split_scheme=shift, max_epochs=10, class_names=\'["a", "b"]\'',
+    )
+    parser.add_argument(
+        "--eval-splits", nargs="+", default=None, help="labelled splits to score, in-distribution first (default: all)"
+    )
+    parser.add_argument(
+        "--endpoint-classes", nargs="+", default=None, help="the primary endpoint's classes (default: those under 1%%)"
+    )
+    parser.add_argument(
+        "--pooled-iou",
+        action="store_true",
+        help="also report dataset-level IoU per class (report_pooled_iou.md; the street-scene convention); needs --endpoint-classes",
+    )
+    parser.add_argument(
+        "--similarity-pairs",
+        nargs="+",
+        default=[],
+        metavar="A:B",
+        help="class pairs whose classifier-weight cosine similarity the pooled report tabulates, e.g. Pole:SignSymbol",
+    )
+    parser.add_argument(
+        "--contrasts",
+        nargs="+",
+        default=[],
+        metavar="ARM:ARM",
+        help="with --pooled-iou: further paired differences (secondary), e.g. dropclass:head_control",
+    )
+    parser.add_argument(
+        "--gradcam-classes",
+        nargs="+",
+        default=[],
+        metavar="CLASS",
+        help="with --pooled-iou: Grad-CAM of these classes, baseline vs the other arms (gradcam_<classes>.png)",
+    )
+    args = parser.parse_args(argv)
+    study = None
+    if args.study is not None:
+        from medseg_dropclass.study.study_file import load_study
+
+        try:
+            study = load_study(args.study)
+        except ValueError as error:
+            parser.error(str(error))
+        registry = {**ARMS, **study.arms}
+        chunk_arms = args.arms if args.arms != parser.get_default("arms") else list(study.arms)
+        chunk_seeds = args.seed_ids if args.seed_ids is not None else list(study.seeds)
+        outside = [a for a in chunk_arms if a not in study.arms] + [
+            f"seed {s}" for s in chunk_seeds if s not in study.seeds
+        ]
+        if outside:
+            parser.error(
+                f"--arms/--seed-ids with --study run a part of the study; {outside} not in {args.study} "
+                f"(arms {list(study.arms)}, seeds {list(study.seeds)})"
+            )
+        args.bundle, args.dataset_dir, args.arms, args.seed_ids = (
+            study.bundle,
+            study.dataset_dir,
+            chunk_arms,
+            chunk_seeds,
+        )
+        args.max_epochs, args.eval_splits, args.endpoint_classes = (
+            study.max_epochs,
+            study.eval_splits,
+            study.endpoint_classes,
+        )
+        args.pooled_iou, args.gradcam_classes = study.pooled_iou, study.gradcam_classes
+        args.similarity_pairs = [f"{a}:{b}" for a, b in study.similarity_pairs]
+        args.contrasts = [f"{a}:{b}" for a, b in study.contrasts]
+        args.set = [f"{k}={json.dumps(v)}" for k, v in study.overrides.items()] + list(args.set)
+        if args.output_dir == parser.get_default("output_dir"):
+            args.output_dir = f"outputs/{study.name}"
+        from medseg_dropclass.study.study_file import reuse_committed_runs
+
+        reused = reuse_committed_runs(study, pathlib.Path(args.output_dir))
+        if reused:
+            print(
+                f"{len(reused)} committed run(s) of {args.study} copied into {args.output_dir} (reused, not retrained): {', '.join(reused)}"
+            )
+    else:
+        registry = ARMS
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            if value[:1] in '[{"':
+                parser.error(f"--set {item!r}: {value!r} is not valid JSON")
+            extra[key] = value  # a bare word: the string itself (a literal; nothing in it is evaluated)
+    pairs, contrasts = [], []
+    for option, items, into in (
+        ("--similarity-pairs", args.similarity_pairs, pairs),
+        ("--contrasts", args.contrasts, contrasts),
+    ):
+        for item in items:
+            first, sep, second = item.partition(":")
+            if not sep or not first or not second:
+                parser.error(f"{option} {item!r}: expected A:B")
+            into.append((first, second))
+    unknown = sorted({a for pair in contrasts for a in pair} - set(args.arms))
+    if unknown:
+        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {args.arms}")
+    if not args.pooled_iou:
+        unused = [
+            o
+            for o, v in (
+                ("--similarity-pairs", pairs),
+                ("--contrasts", contrasts),
+                ("--gradcam-classes", args.gradcam_classes),
+            )
+            if v
+        ]
+        if unused:
+            parser.error(f"{', '.join(unused)}: only with --pooled-iou (they belong to the pooled-IoU report)")
+    if args.pooled_iou and not args.endpoint_classes:
+        parser.error("--pooled-iou needs --endpoint-classes (the primary endpoint's classes, named before the runs)")
+    if args.seeds < 1 or (args.max_epochs is not None and args.max_epochs < 1):
+        parser.error("--seeds and --max-epochs must be >= 1")
+    if args.seed_ids is not None and (min(args.seed_ids) < 0 or len(set(args.seed_ids)) != len(args.seed_ids)):
+        parser.error(f"--seed-ids {args.seed_ids}: distinct seeds >= 0")
+    seeds = list(args.seed_ids) if args.seed_ids is not None else list(range(args.seeds))
+    unknown = [a for a in args.arms if a not in registry]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
+    try:  # every --set key is one the bundle has, before anything trains
+        bundle_parser(args.bundle, extra)
+    except (ConfigKeyError, FileNotFoundError) as error:
+        parser.error(str(error))
+    max_epochs = (
+        args.max_epochs if args.max_epochs is not None else int(bundle_parser(args.bundle, {}).get("max_epochs"))
+    )
+    try:
+        with folder_lock(str(pathlib.Path(args.output_dir).resolve()), "study folder"):
+            _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry, study)
+    except (FolderLockedError, ConfigKeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry, study) -> None:
+    try:
+        results = run_study(
+            args.output_dir,
+            args.arms,
+            seeds,
+            max_epochs,
+            args.dataset_dir,
+            args.bundle,
+            extra_overrides=extra,
+            train=not args.report_only,
+            eval_splits=args.eval_splits,
+            endpoint_classes=args.endpoint_classes,
+            named_classes={
+                "--similarity-pairs": [c for pair in pairs for c in pair],
+                "--gradcam-classes": args.gradcam_classes,
+            },
+            registry=registry,
+        )
+    except ValueError as error:  # bad arguments or another study's folder: the message names it
+        parser.error(str(error))
+    if not any(entry["seeds"] for entry in results["arms"].values()):
+        print(
+            f"error: no finished run of {', '.join(args.arms)} under {args.output_dir} yet: nothing to report",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
+        from medseg_dropclass.study.study_file import study_results
+
+        results = study_results(study, pathlib.Path(args.output_dir))
+    report = write_report(results, args.output_dir)
+    if not args.no_figures:
+        write_figures(results, args.output_dir)
+    print(report.read_text())
+    print(f"report: {report}")
+    if args.pooled_iou:
+        from medseg_dropclass.study.pooled import write_pooled_report
+
+        pooled = write_pooled_report(results, args.output_dir, pairs, contrasts=contrasts)
+        if args.gradcam_classes:
+            figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
+            with pooled.open("a") as text:
+                text.write(
+                    f"\n## Grad-CAM\n\n![Grad-CAM of {', '.join(args.gradcam_classes)} per arm]({figure.name})\n"
+                )
+        print(pooled.read_text())
+        print(f"pooled-IoU report: {pooled}")

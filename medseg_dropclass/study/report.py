@@ -1,0 +1,662 @@
+"""The study report: primary endpoint, per-class tables with crossed seed x case intervals, Holm-adjusted
+p-values, collapse events with exact intervals, costs, and the per-class difference figure.
+
+Reads what :func:`medseg_dropclass.study.compare.run_study` collects (``results.json``). The design
+and the statistics follow docs/STUDY_DESIGN.md: seeds are the replicates, seeds and test cases are crossed.
+"""
+
+import math
+import pathlib
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from medseg_dropclass.data.stats import RARE
+from medseg_dropclass.evaluation.figures import save_figure
+from medseg_dropclass.evaluation.metrics import FREQUENCY_BINS
+from medseg_dropclass.study.formatting import FLOOR_NOTE, design_text, interval_text, p_text, signed_text
+from medseg_dropclass.study.statistics import (
+    Estimate,
+    clopper_pearson,
+    cluster_ids,
+    crossed_estimate,
+    holm,
+    per_seed_mean,
+    seed_mean,
+    sign_flip_floor,
+)
+
+__all__ = [
+    "COLLAPSE_DICE",
+    "case_matrix",
+    "seed_cases",
+    "finished_seeds",
+    "rare_classes",
+    "shifted_split",
+    "reference_arm",
+    "primary_endpoint",
+    "class_differences",
+    "collapse_events",
+    "plain_summary",
+    "validation_curves",
+    "write_validation_figure",
+    "write_report",
+    "write_difference_figure",
+    "study_seeds",
+    "case_clusters",
+    "class_estimates",
+]
+
+COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
+
+
+def finished_seeds(results: dict, *arms: str) -> List[int]:
+    """The seeds (in ``results["seeds"]`` order) every one of ``arms`` has finished (a study may be in progress)."""
+    return [
+        s
+        for s in results["seeds"]
+        if all(str(s) in results["arms"][a]["seeds"] or s in results["arms"][a]["seeds"] for a in arms)
+    ]
+
+
+def case_groups(results: dict, split: str) -> Dict[str, str]:
+    """``{group: text}`` of the evaluation's case groups on ``split`` (e.g. ACDC's ED/ES), from a finished run."""
+    for entry in results["arms"].values():
+        for run in entry["seeds"].values():
+            groups = run["summaries"][split].get("groups", {})
+            return {name: part.get("match", f"_{name}.") for name, part in groups.items()}
+    return {}
+
+
+def case_matrix(
+    results: dict,
+    arm: str,
+    split: str,
+    metric: str = "Dice",
+    seeds: Optional[Sequence[int]] = None,
+    group: Optional[str] = None,
+) -> np.ndarray:
+    """``(S, N, K)`` per-case values of one arm on one split for ``seeds`` (default: the arm's finished seeds; NaN: no
+    value); ``group``: only the cases whose reference file name contains that text (see :func:`case_groups`)."""
+    names = results["class_names"]
+    rows = []
+    for cases in seed_cases(results, arm, split, seeds):
+        if group is not None:
+            cases = [case for case in cases if group in pathlib.Path(case["reference"]).name]
+        rows.append([[_value(case["metrics"][n][metric]) for n in names] for case in cases])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def seed_cases(results: dict, arm: str, split: str, seeds: Optional[Sequence[int]] = None) -> List[List[dict]]:
+    """Per seed (default: the arm's finished seeds), the ``metric_per_case`` entries of one arm on one split."""
+    out = []
+    for seed in finished_seeds(results, arm) if seeds is None else seeds:
+        entry = results["arms"][arm]["seeds"].get(str(seed), results["arms"][arm]["seeds"].get(seed))
+        if entry is None:
+            raise KeyError(f"arm {arm!r} has no finished run for seed {seed}")
+        out.append(entry["summaries"][split]["metric_per_case"])
+    return out
+
+
+def _value(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def rare_classes(results: dict) -> List[int]:
+    """The endpoint's classes: ``results["endpoint_classes"]`` (names, chosen before the runs) where the study
+    names them, else the foreground classes with a training share below 1% (the frequency bins' "rare")."""
+    if results.get("endpoint_classes"):
+        return [results["class_names"].index(name) for name in results["endpoint_classes"]]
+    return [k for k, share in enumerate(results["class_share"]) if k > 0 and 0 < share < RARE]
+
+
+def rare_classes_text(results: dict) -> str:
+    """How the endpoint's classes were chosen, in words."""
+    names = results["class_names"]
+    chosen = ", ".join(names[k] for k in rare_classes(results)) or "none"
+    if results.get("endpoint_classes"):
+        shares = ", ".join(f"{names[k]} {100 * results['class_share'][k]:.2f}%" for k in rare_classes(results))
+        return f"Endpoint classes (named by the study before the runs; training shares {shares})"
+    return f"Rare classes (training share < {100 * RARE:.0f}%): {chosen}"
+
+
+def shifted_split(results: dict) -> Optional[str]:
+    """The context-shifted evaluation split (its name contains "shift"), if the dataset has one."""
+    return next((s for s in results["splits"] if "shift" in s), None)
+
+
+def reference_arm(results: dict, arm: str) -> str:
+    """The arm ``arm`` is compared with: its declared reference when that ran, else ``baseline``."""
+    declared = results["arms"][arm].get("reference", "baseline")
+    for candidate in (declared, "baseline"):
+        if candidate in results["arms"] and results["arms"][candidate]["seeds"]:
+            return candidate
+    return arm  # nothing to compare with in this study
+
+
+def study_seeds(results: dict, arms: Optional[Sequence[str]] = None) -> List[int]:
+    """The seeds every one of ``arms`` (default: every arm with a finished run) has finished: a report's every number
+    is computed on these, so each difference equals the difference of the columns beside it."""
+    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]] if arms is None else list(arms)
+    return finished_seeds(results, *arms) if arms else []
+
+
+def case_clusters(results: dict, arm: str, split: str, seeds: Sequence[int], group: Optional[str] = None) -> np.ndarray:
+    """Cluster id per case of ``split`` (cases that share a subject, resampled together): ``results["cluster_pattern"]``
+    (a regular expression whose first group names the subject in a reference file name, e.g. ACDC's patient) or each
+    case alone."""
+    cases = seed_cases(results, arm, split, list(seeds)[:1])[0] if len(seeds) else []
+    if group is not None:
+        cases = [case for case in cases if group in pathlib.Path(case["reference"]).name]
+    return cluster_ids(
+        [pathlib.Path(case.get("reference", f"case{i}")).name for i, case in enumerate(cases)],
+        results.get("cluster_pattern"),
+    )
+
+
+def _rare_per_seed(classes: Sequence[int]):
+    """``(S, K)`` per-seed class means -> ``(S,)`` their mean over ``classes`` (a class without a value left out)."""
+
+    def rare(means: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.nanmean(means[:, list(classes)], axis=1) if len(classes) else np.full(means.shape[0], np.nan)
+
+    return rare
+
+
+def primary_endpoint(
+    results: dict,
+    arm: str,
+    reference: Optional[str] = None,
+    n_resamples: int = 2000,
+    seeds: Optional[Sequence[int]] = None,
+) -> Dict[str, Estimate]:
+    """Rare-class Dice in distribution, under the shift, and their difference (the drop) for ``arm``; with a
+    ``reference``, the arm's drop minus the reference's drop. Crossed seed x case intervals (:func:`crossed_estimate`).
+
+    Each arm averages its own defined values (a class without a value in a case is left out of that arm's mean,
+    never out of the other arm's), and every number is on the same ``seeds`` (default: those both arms finished), so
+    ``drop == in_distribution - shifted`` and ``drop_minus_reference == drop(arm) - drop(reference)`` exactly.
+
+    Returns ``{"in_distribution", "shifted", "drop"}`` and, with a reference, ``"drop_minus_reference"``; without a
+    shifted split ``{"in_distribution"}`` and, with a reference, ``"in_distribution_minus_reference"`` (the endpoint then).
+    """
+    rare = _rare_per_seed(rare_classes(results))
+    test, shifted = results["splits"][0], shifted_split(results)
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
+    splits = {"test": test} if shifted is None else {"test": test, "shifted": shifted}
+    own = {key: case_matrix(results, arm, split, seeds=seeds) for key, split in splits.items()}
+    clusters = {key: case_clusters(results, arm, split, seeds) for key, split in splits.items()}
+    options = {"clusters": clusters, "n_resamples": n_resamples}
+    out = {
+        "in_distribution": crossed_estimate({"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), **options)
+    }
+    if shifted is None:
+        if reference is not None and reference != arm:
+            other = {"test": case_matrix(results, reference, test, seeds=seeds)}
+            out["in_distribution_minus_reference"] = crossed_estimate(
+                {"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), reference=other, **options
+            )
+        return out
+
+    def drop(v):
+        return rare(per_seed_mean(v["test"])) - rare(per_seed_mean(v["shifted"]))
+
+    out["shifted"] = crossed_estimate(
+        {"shifted": own["shifted"]}, lambda v: rare(per_seed_mean(v["shifted"])), **options
+    )
+    out["drop"] = crossed_estimate(own, drop, **options)
+    if reference is not None and reference != arm:
+        other = {key: case_matrix(results, reference, split, seeds=seeds) for key, split in splits.items()}
+        out["drop_minus_reference"] = crossed_estimate(own, drop, reference=other, **options)
+    return out
+
+
+def class_estimates(
+    results: dict,
+    arm: str,
+    split: str,
+    metric: str = "Dice",
+    n_resamples: int = 2000,
+    seeds: Optional[Sequence[int]] = None,
+    group: Optional[str] = None,
+    reference: Optional[str] = None,
+) -> Estimate:
+    """Per-class mean ``(K,)`` of ``arm`` on ``split`` (or ``arm - reference``, paired by seed and case, each arm
+    averaging its own defined values), crossed seed x case intervals, on ``seeds`` (default: those both finished)."""
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
+    values = {"s": case_matrix(results, arm, split, metric, seeds, group)}
+    other = {"s": case_matrix(results, reference, split, metric, seeds, group)} if reference else None
+    return crossed_estimate(
+        values,
+        lambda v: per_seed_mean(v["s"]),
+        reference=other,
+        n_resamples=n_resamples,
+        clusters={"s": case_clusters(results, arm, split, seeds, group)},
+    )
+
+
+def class_differences(
+    results: dict,
+    arm: str,
+    reference: str,
+    split: str,
+    metric: str = "Dice",
+    n_resamples: int = 2000,
+    seeds: Optional[Sequence[int]] = None,
+) -> Estimate:
+    """Per-class ``arm - reference`` ``(K,)``: :func:`class_estimates` of the pair (equal to the difference of the arms'
+    own per-class means on the same seeds)."""
+    return class_estimates(results, arm, split, metric, n_resamples, seeds, reference=reference)
+
+
+def collapse_events(results: dict, arm: str) -> Tuple[int, int, List[str]]:
+    """Runs of ``arm`` in which some foreground class has mean Dice below :data:`COLLAPSE_DICE` in
+    distribution while the reference arm's run of the same seed has it at 0.5 or more: ``(k, n, which)``."""
+    split = results["splits"][0]
+    names = results["class_names"]
+    reference = reference_arm(results, arm)
+    common = finished_seeds(results, arm, reference)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = np.nanmean(case_matrix(results, arm, split, seeds=common), axis=1)
+        base = np.nanmean(case_matrix(results, reference, split, seeds=common), axis=1)
+    which = []
+    k = 0
+    for s, seed in enumerate(common):
+        lost = [names[c] for c in range(1, len(names)) if values[s, c] < COLLAPSE_DICE and base[s, c] >= 0.5]
+        if lost:
+            k += 1
+            which.append(f"seed {seed}: {', '.join(lost)}")
+    return k, len(common), which
+
+
+def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[str]:
+    """The first lines of a report in plain words: what each arm did on the rare classes, in distribution and under
+    the shift (the same numbers as the tables below: on ``seeds``, default :func:`study_seeds`), and what the number
+    of seeds allows to conclude."""
+    names = results["class_names"]
+    rare = rare_classes(results)
+    rare_of = _rare_per_seed(rare)
+    test, shifted = results["splits"][0], shifted_split(results)
+    seeds = study_seeds(results) if seeds is None else list(seeds)
+    if results.get("endpoint_classes"):
+        lines = [f"**{rare_classes_text(results)}**, mean Dice:"]
+    else:
+        lines = [
+            f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"
+        ]
+    for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
+        by_seed = per_seed_mean(case_matrix(results, arm, test, seeds=seeds))
+        own = float(np.nanmean(rare_of(by_seed)))
+        text = f"- `{arm}`: {own:.3f} in distribution"
+        if shifted is not None:
+            moved = float(np.nanmean(rare_of(per_seed_mean(case_matrix(results, arm, shifted, seeds=seeds)))))
+            text += f", {moved:.3f} under the context shift (drop {own - moved:+.3f})"
+        per_class = seed_mean(case_matrix(results, arm, test, seeds=seeds))
+        lines.append(text + "; per class " + ", ".join(f"{names[k]} {per_class[k]:.3f}" for k in rare) + ".")
+    if len(seeds) < 2:
+        lines.append(
+            "One seed: no interval can be given, and differences of a few hundredths between arms are within what "
+            "another seed gives. The multi-seed studies with intervals are in docs/RESULTS.md (`python -m medseg_dropclass compare`)."
+        )
+    else:
+        lines.append(f"{len(seeds)} seeds, each arm on the same seeds and test cases; intervals and tests below.")
+    return lines
+
+
+def write_report(
+    results: dict, output_dir: str, title: str = "Baseline vs DropClass, per class", n_resamples: int = 2000
+) -> pathlib.Path:
+    """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path.
+
+    Every number is on the seeds every reported arm finished (:func:`study_seeds`), so a difference always equals
+    the difference of the arm columns it compares (to the printed digit, up to rounding of the last)."""
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names, share, splits = results["class_names"], results["class_share"], results["splits"]
+    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
+    seeds = study_seeds(results, arms)
+    left_out = {a: sorted(set(finished_seeds(results, a)) - set(seeds)) for a in arms}
+    shifted = shifted_split(results)
+    one_seed = len(seeds) < 2
+    lines = [f"# {title}", ""]
+    if results.get("study"):
+        study = results["study"]
+        lines += [
+            f"Study file `{study['path']}` (git blob `{study['blob'][:12]}`"
+            + (f", registered {study['registered']}" if study.get("registered") else "")
+            + ")"
+            + (f": {study['question']}" if study.get("question") else "."),
+            "",
+        ]
+    lines += plain_summary(results, seeds) + [""]
+    clustering = (
+        f"cases sharing a subject (pattern `{results['cluster_pattern']}` in the reference file name) are resampled "
+        "together"
+        if results.get("cluster_pattern")
+        else "each test case resampled alone"
+    )
+    lines += [
+        f"Bundle `{results['bundle']}`, {len(seeds)} seed(s) finished by every arm ({', '.join(map(str, seeds))}), "
+        f"{results['max_epochs']} epochs at budget 1x; networks of the last epoch (no checkpoint selection). Per class: "
+        "mean over seeds of each seed's per-case mean (a class absent from reference and prediction of a case has no "
+        "value, as in nnU-Net; each arm averages its own values). Differences are differences of the arms' own "
+        "statistics on the same seeds and cases. Intervals: 95%, seeds and cases crossed (every seed is scored on the "
+        f"same cases): seed variance (t over seeds) plus case-set variance (bootstrap; {clustering}), Welch-Satterthwaite "
+        "degrees of freedom (docs/STUDY_DESIGN.md). "
+        + ("**One seed: no interval can be given** (training variance is unknown)." if one_seed else ""),
+        "",
+    ]
+    unfinished = [s for s in results["seeds"] if s not in seeds]
+    if unfinished:
+        lines += [
+            f"Seeds the study asks for but not every arm has finished yet: {', '.join(map(str, unfinished))}.",
+            "",
+        ]
+    extra = {a: s for a, s in left_out.items() if s}
+    if extra:
+        lines += [
+            "Runs of seeds not finished by every arm are left out: "
+            + "; ".join(f"`{a}` seed(s) {', '.join(map(str, s))}" for a, s in extra.items())
+            + ".",
+            "",
+        ]
+    lines += ["| arm | what | budget | seeds | compared with | drop sequence |", "|---|---|---:|---:|---|---|"]
+    for arm in arms:
+        entry = results["arms"][arm]
+        lines.append(
+            f"| {arm} | {entry['description']} | {entry.get('budget', 1)}x | {len(seeds)} "
+            f"| {reference_arm(results, arm) if reference_arm(results, arm) != arm else '-'} | {entry.get('drop_sequence', 'own stream')} |"
+        )
+    lines += ["", "## Primary endpoint", ""]
+    lines.append(
+        f"{rare_classes_text(results)}. Endpoint, stated before the runs: the mean rare-class "
+        f"Dice in distribution (`{splits[0]}`) minus under the context shift (`{shifted}`), per arm, and its difference "
+        "from the compared arm's drop (negative: the arm loses less under the shift)."
+        if shifted
+        else f"{rare_classes_text(results)}. No shifted split in this study: the endpoint is their mean Dice on `{splits[0]}`, "
+        "each arm minus its compared arm."
+    )
+    lines[-1] += (
+        f" p: t with the interval's degrees of freedom, never below what {len(seeds)} seed(s) can support "
+        f"({sign_flip_floor(len(seeds)):.3g}, an exact sign-flip test's smallest p), Holm-adjusted over the compared arms."
+    )
+    if shifted is None:
+        lines += ["", "| arm | rare Dice | compared arm's | difference | p (Holm) |", "|---|---:|---:|---:|---:|"]
+    else:
+        lines += [
+            "",
+            "| arm | rare Dice in distribution | rare Dice shifted | drop | compared arm's drop | drop minus compared arm's | p (Holm) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    primaries = {}
+    for arm in arms:
+        reference = reference_arm(results, arm) if reference_arm(results, arm) != arm else None
+        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples, seeds)
+    key = "in_distribution_minus_reference" if shifted is None else "drop_minus_reference"
+    compared = [a for a in arms if key in primaries[a]]
+    adjusted = dict(zip(compared, holm([primaries[a][key].p_reported[0] for a in compared])))
+    floor = next((primaries[a][key].p_floor for a in compared), float("nan"))
+    for arm in arms:
+        result = primaries[arm]
+        reference = reference_arm(results, arm)
+        if shifted is None:
+            difference = result.get(key)
+            lines.append(
+                f"| {arm} | {interval_text(result['in_distribution'])} | "
+                + (
+                    f"{interval_text(primaries[reference]['in_distribution'])} (`{reference}`) | {signed_text(difference)} | "
+                    f"{p_text(adjusted[arm], floor)} |"
+                    if difference is not None
+                    else "- | - | - |"
+                )
+            )
+            continue
+        difference = result.get("drop_minus_reference")
+        lines.append(
+            f"| {arm} | {interval_text(result['in_distribution'])} | {interval_text(result['shifted'])} | {signed_text(result['drop'])} | "
+            + (
+                f"{signed_text(primaries[reference]['drop'])} (`{reference}`) | {signed_text(difference)} | {p_text(adjusted[arm], floor)} |"
+                if difference is not None
+                else "- | - | - |"
+            )
+        )
+    if compared and any(adjusted[a] <= floor * (1 + 1e-9) for a in compared):
+        lines += ["", FLOOR_NOTE]
+
+    for split in splits:
+        per_arm = {arm: class_estimates(results, arm, split, n_resamples=n_resamples, seeds=seeds) for arm in arms}
+        design = design_text(next(iter(per_arm.values())))
+        lines += ["", f"## Dice per class, split `{split}` (mean over seeds [95% interval, {design}])", ""]
+        lines.append("| class | share | " + " | ".join(arms) + " |")
+        lines.append("|---|---:|" + "---:|" * len(arms))
+        for k, name in enumerate(names):
+            lines.append(
+                f"| {name} | {100 * share[k]:.3f}% | " + " | ".join(interval_text(per_arm[a], k) for a in arms) + " |"
+            )
+        for bin_name, _, _ in FREQUENCY_BINS:
+            cells = []
+            for arm in arms:
+                values = [
+                    results["arms"][arm]["seeds"][str(s)]["summaries"][split]["frequency_bins"][bin_name]["Dice"]
+                    for s in seeds
+                ]
+                values = [v for v in values if v is not None and not math.isnan(v)]
+                cells.append(f"{np.mean(values):.3f}" if values else "n/a")
+            lines.append(f"| *bin {bin_name}* | | " + " | ".join(cells) + " |")
+
+        groups = case_groups(results, split)
+        if groups:
+            lines += ["", f"### `{split}` by case group (mean over seeds [95% interval])", ""]
+            lines.append("| class | group | " + " | ".join(arms) + " |")
+            lines.append("|---|---|" + "---:|" * len(arms))
+            for group, text in groups.items():
+                per_group = {
+                    arm: class_estimates(results, arm, split, n_resamples=n_resamples, seeds=seeds, group=text)
+                    for arm in arms
+                }
+                for k, name in enumerate(names[1:], 1):
+                    lines.append(
+                        f"| {name} | {group} | " + " | ".join(interval_text(per_group[a], k) for a in arms) + " |"
+                    )
+
+    differences: Dict[Tuple[str, str], Estimate] = {}
+    compared_arms = [a for a in arms if reference_arm(results, a) != a]
+    for arm in compared_arms:
+        for split in splits:
+            differences[arm, split] = class_differences(
+                results, arm, reference_arm(results, arm), split, n_resamples=n_resamples, seeds=seeds
+            )
+    if differences:
+        lines += [
+            "",
+            "## Per-class Dice difference from the compared arm (paired by seed and case)",
+            "",
+            "Secondary endpoints: each equals the difference of the two arms' columns above; 95% intervals; p-values "
+            "Holm-adjusted over the foreground classes and splits of each arm.",
+            "",
+            "| arm | split | " + " | ".join(names[1:]) + " |",
+            "|---|---|" + "---:|" * (len(names) - 1),
+        ]
+        floored = False
+        for arm in compared_arms:
+            raw = np.concatenate([differences[arm, s].p_reported[1:] for s in splits])
+            adjusted_p = holm(raw).reshape(len(splits), -1)
+            for i, split in enumerate(splits):
+                result = differences[arm, split]
+                floored |= bool(np.any(adjusted_p[i] <= result.p_floor * (1 + 1e-9)))
+                cells = [
+                    f"{signed_text(result, k)} (p {p_text(adjusted_p[i, k - 1], result.p_floor)})"
+                    for k in range(1, len(names))
+                ]
+                lines.append(f"| {arm} vs {reference_arm(results, arm)} | {split} | " + " | ".join(cells) + " |")
+        if floored:
+            lines += ["", FLOOR_NOTE]
+        figure = write_difference_figure(results, differences, out / "delta_dice_vs_share.png")
+        lines += ["", f"![per-class Dice difference with 95% intervals against class share]({figure.name})"]
+
+    curves = write_validation_figure(results, out)
+    if curves is not None:
+        lines += [
+            "",
+            "## Budget: validation Dice of the baseline during training",
+            "",
+            f"![validation Dice per class against epoch]({curves.name})",
+        ]
+
+    lines += [
+        "",
+        f"## Collapse events (a class below Dice {COLLAPSE_DICE} in distribution where the compared arm's run of the same seed has >= 0.5)",
+        "",
+        "Each run of an arm has its own seed (initialisation, data order) and its own drop sequence, so its runs are "
+        "independent events; k of n runs with an exact (Clopper-Pearson) 95% interval.",
+        "",
+        "| arm | k / n | 95% interval | which |",
+        "|---|---:|---:|---|",
+    ]
+    for arm in compared_arms:
+        k, n, which = collapse_events(results, arm)
+        low, high = clopper_pearson(k, n)
+        lines.append(f"| {arm} | {k} / {n} | [{low:.2f}, {high:.2f}] | {'; '.join(which) or '-'} |")
+
+    lines += [
+        "",
+        "## Cost (same machine, one run at a time)",
+        "",
+        "Fastest run over the seeds (other work on the machine can only slow a run down, as `timeit` takes the minimum); "
+        "training only, evaluation excluded; peak memory: the largest over the seeds.",
+        "",
+        "| arm | wall time per run (s) | images / s | peak memory (MiB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for arm in arms:
+        # a resumed run's time covers only its last part
+        costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values() if not entry.get("resumed")]
+        if not costs:
+            lines.append(f"| {arm} | n/a (resumed runs only) | | |")
+            continue
+        seconds = np.min([c["seconds"] for c in costs])
+        images = np.nanmax([c.get("images_per_second", float("nan")) for c in costs]) if costs else float("nan")
+        memory = np.nanmax([c["peak_memory_mib"] for c in costs])
+        lines.append(f"| {arm} | {seconds:.0f} | {images:.1f} | {memory:.0f} |")
+
+    lines += [
+        "",
+        "## Classifier weight similarity (mean over seeds)",
+        "",
+        "| arm | most frequent class vs others | least frequent class vs others | mean off-diagonal |",
+        "|---|---:|---:|---:|",
+    ]
+    for arm in arms:
+        sims = [entry["similarity"] for entry in results["arms"][arm]["seeds"].values()]
+        cells = [
+            f"{np.mean([s[key] for s in sims]):.3f}"
+            for key in ("most_frequent_mean_similarity", "least_frequent_mean_similarity", "mean_off_diagonal")
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def validation_curves(run_dirs: Sequence[pathlib.Path], class_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Per-class validation Dice against epoch from the TensorBoard logs of runs: ``{"epochs": (E,),
+    name: (R, E)}`` (NaN where a run did not log that epoch)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = []
+    for run in run_dirs:
+        accumulator = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        tags = set(accumulator.Tags().get("scalars", []))
+        logs.append(
+            {n: {e.step: e.value for e in accumulator.Scalars(f"dice/{n}")} for n in class_names if f"dice/{n}" in tags}
+        )
+    epochs = sorted({step for log in logs for curve in log.values() for step in curve})
+    curves: Dict[str, np.ndarray] = {"epochs": np.asarray(epochs)}
+    for name in class_names:
+        curves[name] = np.asarray(
+            [[log.get(name, {}).get(e, np.nan) for e in epochs] for log in logs], dtype=np.float64
+        )
+    return curves
+
+
+def write_validation_figure(results: dict, output_dir: pathlib.Path, arm: str = "baseline") -> Optional[pathlib.Path]:
+    """Validation Dice per class against epoch, mean and range over the seeds of ``arm``: does the budget plateau?"""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if arm not in results["arms"]:
+        return None
+    runs = [output_dir / arm / f"seed{seed}" / "run" for seed in finished_seeds(results, arm)]
+    runs = [r for r in runs if (r / "tensorboard").is_dir()]
+    if not runs:
+        return None
+    names = results["class_names"][1:]
+    curves = validation_curves(runs, names)
+    if not len(curves["epochs"]):
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        values = curves[name]
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, axis=0)
+        (line,) = axis.plot(curves["epochs"], mean, marker="o", markersize=3, label=name)
+        axis.fill_between(
+            curves["epochs"], np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.15
+        )
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation Dice (mean, range over seeds)")
+    axis.set_title(f"{arm}: validation Dice per class ({len(runs)} seeds)")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7, loc="lower right")
+    return save_figure(figure, output_dir / f"validation_{arm}.png", dpi=100)
+
+
+def write_difference_figure(
+    results: dict,
+    differences: Dict[Tuple[str, str], Estimate],
+    path: pathlib.Path,
+    classes: Optional[Sequence[int]] = None,
+    scale: float = 1.0,
+    ylabel: str = "Dice difference (95% interval)",
+) -> pathlib.Path:
+    """Per-class difference (point and 95% interval, times ``scale``) against class share on a log axis, a panel per
+    split of ``differences`` (``{(arm, split): result}``); ``classes``: default the foreground classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, share = results["class_names"], results["class_share"]
+    classes = list(range(1, len(names))) if classes is None else list(classes)
+    splits = [s for s in results["splits"] if any(split == s for _, split in differences)]
+    arms = sorted({arm for arm, _ in differences}, key=list(results["arms"]).index)
+    x_share = np.array([max(share[k], 1e-6) for k in classes])
+    figure, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.5), sharey=True, squeeze=False)
+    for axis, split in zip(axes[0], splits):
+        for i, arm in enumerate(arms):
+            result = differences.get((arm, split))
+            if result is None:
+                continue
+            x = x_share * (1 + 0.06 * (i - (len(arms) - 1) / 2))  # dodge
+            y = scale * result.estimate[classes]
+            error = np.vstack([y - scale * result.low[classes], scale * result.high[classes] - y])
+            error = None if np.isnan(error).all() else np.nan_to_num(error)
+            axis.errorbar(
+                x, y, yerr=error, fmt="o", capsize=2, label=f"{arm} - {reference_arm(results, arm)}", alpha=0.85
+            )
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel("class share of training pixels (log)")
+        axis.set_title(f"split {split}")
+        for k, x in zip(classes, x_share):
+            axis.annotate(names[k], (x, axis.get_ylim()[0]), fontsize=7, rotation=60, alpha=0.7, va="bottom")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
+    return save_figure(figure, path, dpi=100)

@@ -1,0 +1,345 @@
+"""A study is a file, written before its runs: ``studies/<name>.yaml``.
+
+It names the bundle, the dataset folder and split scheme (config overrides), the arms (names from the registry,
+``study/arms.yaml``, or arms of its own), the seeds and budget, the primary endpoint (its classes; each arm
+against its compared arm), how cases cluster (``cluster_pattern``), the pooled-IoU report's options, and the folder
+where its report and per-run results are committed. ``compare --study FILE`` runs or resumes it; ``study-report
+FILE`` rewrites its committed report from the committed per-run results (no dataset, nothing trained), and a test
+checks that every committed report is what that command writes.
+
+Every value is data: overrides reach the bundle as literals (``engine.config_values``).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from medseg_dropclass.study.compare import ARMS, Arm, arm_from
+
+__all__ = [
+    "Study",
+    "load_study",
+    "study_results",
+    "write_study_reports",
+    "collect_runs",
+    "reuse_committed_runs",
+    "missing_runs",
+    "study_report_main",
+]
+
+KEYS = {
+    "name": "a short name",
+    "question": "what the study asks, in one sentence",
+    "registered": "the date the file was written",
+    "bundle": "a shipped bundle's name or a bundle folder",
+    "dataset_dir": "the dataset folder (relative to the working directory); null: the embedded phantoms, generated into the output folder",
+    "overrides": "bundle config overrides for every arm",
+    "max_epochs": "the 1x budget",
+    "seeds": "the seeds",
+    "arms": "arm names or {name: arm}",
+    "eval_splits": "labelled splits, in-distribution first",
+    "endpoint_classes": "the primary endpoint's classes",
+    "cluster_pattern": "regular expression naming a case's subject in its reference file name",
+    "results": "the committed report folder, relative to the study file",
+    "pooled_iou": "also the pooled-IoU report",
+    "similarity_pairs": "class pairs A:B for the pooled report",
+    "contrasts": "secondary arm differences A:B",
+    "gradcam_classes": "Grad-CAM classes",
+    "notes": "free text",
+}
+REQUIRED = ("name", "bundle", "max_epochs", "seeds", "arms", "endpoint_classes", "results")
+
+
+@dataclasses.dataclass
+class Study:
+    """A parsed study file (see the module docstring)."""
+
+    path: pathlib.Path
+    name: str
+    bundle: str
+    dataset_dir: Optional[str]
+    max_epochs: int
+    seeds: List[int]
+    arms: Dict[str, Arm]
+    endpoint_classes: List[str]
+    results: pathlib.Path
+    overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval_splits: Optional[List[str]] = None
+    cluster_pattern: Optional[str] = None
+    pooled_iou: bool = False
+    similarity_pairs: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+    contrasts: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+    gradcam_classes: List[str] = dataclasses.field(default_factory=list)
+    question: str = ""
+    registered: str = ""
+
+    @property
+    def blob(self) -> str:
+        """The file's git blob id (``git log --find-object=<id>`` finds the commit that wrote this version)."""
+        content = self.path.read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+    def header(self) -> Dict[str, Any]:
+        """What a report states about its study file."""
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "blob": self.blob,
+            "registered": self.registered,
+            "question": self.question,
+        }
+
+
+def _pairs(value: Any, where: str) -> List[Tuple[str, str]]:
+    pairs = []
+    for item in value or []:
+        first, sep, second = str(item).partition(":")
+        if not sep or not first or not second:
+            raise ValueError(f"{where}: {item!r} is not A:B")
+        pairs.append((first, second))
+    return pairs
+
+
+def load_study(path: str) -> Study:
+    """Read and check a study file.
+
+    Raises:
+        ValueError: not YAML, a missing or unknown key, an unknown arm, a bad value; the message names the file.
+    """
+    import yaml
+
+    file = pathlib.Path(path)
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{file}: cannot be read as a study file ({error})") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{file}: a mapping of study keys expected")
+    missing = [k for k in REQUIRED if k not in content]
+    unknown = sorted(set(content) - set(KEYS))
+    if missing or unknown:
+        raise ValueError(
+            f"{file}: "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing key(s) {missing}" if missing else "",
+                        f"unknown key(s) {unknown} (known: {', '.join(KEYS)})" if unknown else "",
+                    ],
+                )
+            )
+        )
+    arms: Dict[str, Arm] = {}
+    entries = content["arms"]
+    for entry in entries if isinstance(entries, list) else [{k: v} for k, v in (entries or {}).items()]:
+        if isinstance(entry, str):
+            if entry not in ARMS:
+                raise ValueError(
+                    f"{file}: unknown arm {entry!r}; the registry has {', '.join(ARMS)} (or define it in the file)"
+                )
+            arms[entry] = ARMS[entry]
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, spec = next(iter(entry.items()))
+            arms[str(name)] = arm_from(spec, f"{file}: arm {name!r}")
+        else:
+            raise ValueError(f"{file}: arms: a name or {{name: {{description, overrides}}}}, got {entry!r}")
+    for name, arm in arms.items():
+        if arm.reference not in arms and name != arm.reference and arm.reference != "baseline":
+            raise ValueError(f"{file}: arm {name!r} is compared with {arm.reference!r}, which the study does not run")
+    seeds = [int(s) for s in content["seeds"]]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"{file}: seeds must be distinct integers >= 0, got {content['seeds']}")
+    if int(content["max_epochs"]) < 1:
+        raise ValueError(f"{file}: max_epochs must be >= 1")
+    if not isinstance(content.get("overrides", {}), dict):
+        raise ValueError(f"{file}: overrides must be a mapping")
+    results = pathlib.Path(
+        os.path.normpath(file.parent / str(content["results"]))
+    )  # relative to the study file's folder
+    return Study(
+        path=file,
+        name=str(content["name"]),
+        bundle=str(content["bundle"]),
+        dataset_dir=None if content.get("dataset_dir") is None else str(content["dataset_dir"]),
+        max_epochs=int(content["max_epochs"]),
+        seeds=seeds,
+        arms=arms,
+        endpoint_classes=[str(c) for c in content["endpoint_classes"]],
+        results=results,
+        overrides=dict(content.get("overrides") or {}),
+        eval_splits=content.get("eval_splits"),
+        cluster_pattern=content.get("cluster_pattern"),
+        pooled_iou=bool(content.get("pooled_iou", False)),
+        similarity_pairs=_pairs(content.get("similarity_pairs"), f"{file}: similarity_pairs"),
+        contrasts=_pairs(content.get("contrasts"), f"{file}: contrasts"),
+        gradcam_classes=[str(c) for c in content.get("gradcam_classes") or []],
+        question=str(content.get("question", "")),
+        registered=str(content.get("registered", "")),
+    )
+
+
+def _run_folder(root: pathlib.Path, arm: str, seed: int) -> pathlib.Path:
+    return root / arm / f"seed{seed}"
+
+
+def missing_runs(study: Study, root: pathlib.Path) -> List[str]:
+    """``"arm seed N"`` for every run of the study without a ``result.json`` under ``root``."""
+    return [
+        f"{arm} seed {seed}"
+        for arm in study.arms
+        for seed in study.seeds
+        if not (_run_folder(root, arm, seed) / "result.json").is_file()
+    ]
+
+
+def study_results(study: Study, root: pathlib.Path) -> dict:
+    """The results of a study (as ``run_study`` collects them) from the per-run ``result.json`` files under ``root``
+    (``<arm>/seed<N>/``): nothing trained, no dataset needed. Class names and shares come from the evaluations
+    themselves (the bundle's share of the training labels)."""
+    results: Dict[str, Any] = {
+        "bundle": pathlib.Path(study.bundle).name,
+        "dataset_dir": study.dataset_dir,
+        "max_epochs": study.max_epochs,
+        "seeds": list(study.seeds),
+        "overrides": dict(study.overrides),
+        "endpoint_classes": list(study.endpoint_classes),
+        "cluster_pattern": study.cluster_pattern,
+        "study": study.header(),
+        "arms": {},
+    }
+    first = None
+    for arm, spec in study.arms.items():
+        entry = {
+            "description": spec.description,
+            "budget": spec.budget,
+            "reference": spec.reference,
+            "seeds": {},
+            "drop_sequence": "own stream (seeded by arm and seed)"
+            if spec.overrides.get("dropclass", True)
+            else "none (no DropClass)",
+        }
+        for seed in study.seeds:
+            file = _run_folder(root, arm, seed) / "result.json"
+            if file.is_file():
+                run = json.loads(file.read_text())
+                entry["seeds"][str(seed)] = run
+                first = first or run
+        results["arms"][arm] = entry
+    if first is None:
+        raise FileNotFoundError(
+            f"{root}: no finished run of {study.path} ({', '.join(study.arms)}; seeds {study.seeds})"
+        )
+    splits = list(study.eval_splits or first["summaries"])
+    share = first["summaries"][splits[0]].get("class_share")
+    if not share:
+        raise ValueError(f"{root}: the runs' summaries hold no class_share (evaluated before the bundle recorded it)")
+    results.update(class_names=list(share), class_share=[float(v) for v in share.values()], splits=splits)
+    unknown = sorted(set(study.endpoint_classes) - set(share))
+    if unknown:
+        raise ValueError(f"{study.path}: endpoint class(es) {unknown} not in {list(share)}")
+    return results
+
+
+def write_study_reports(
+    study: Study, results: dict, output_dir: pathlib.Path, n_resamples: int = 2000
+) -> List[pathlib.Path]:
+    """``report.md`` (and, with ``pooled_iou``, ``report_pooled_iou.md``) in ``output_dir``."""
+    from medseg_dropclass.study.pooled import write_pooled_report
+    from medseg_dropclass.study.report import write_report
+
+    written = [write_report(results, str(output_dir), n_resamples=n_resamples)]
+    if study.pooled_iou:
+        written.append(
+            write_pooled_report(results, str(output_dir), study.similarity_pairs, n_resamples, study.contrasts)
+        )
+    return written
+
+
+def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> List[str]:
+    """Copy each finished run's ``result.json`` and ``args.json`` from a study's output folder into ``target`` (the
+    committed results); an existing different file is never overwritten. Returns ``"arm seed N"`` of the copied runs."""
+    copied = []
+    for arm in study.arms:
+        for seed in study.seeds:
+            origin = _run_folder(source, arm, seed)
+            if not (origin / "result.json").is_file():
+                continue
+            destination = _run_folder(target, arm, seed)
+            destination.mkdir(parents=True, exist_ok=True)
+            for name in ("result.json", "args.json"):
+                if not (origin / name).is_file():
+                    continue
+                if (destination / name).is_file() and (destination / name).read_bytes() != (origin / name).read_bytes():
+                    raise FileExistsError(
+                        f"{destination / name} differs from {origin / name}; remove it to replace it (nothing overwritten)"
+                    )
+                shutil.copyfile(origin / name, destination / name)
+            copied.append(f"{arm} seed {seed}")
+    return copied
+
+
+def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
+    """Copy the study's committed runs (``<results>/results/<arm>/seed<N>/``) into ``output_dir`` where it has no run of
+    that arm and seed yet, so that ``compare --study`` reuses them instead of training them again (``run_study`` checks
+    that their recorded settings are the study's). A run already in ``output_dir`` is left alone. Returns ``"arm seed N"``."""
+    copied = []
+    for arm in study.arms:
+        for seed in study.seeds:
+            origin, destination = _run_folder(study.results / "results", arm, seed), _run_folder(output_dir, arm, seed)
+            if not (origin / "result.json").is_file() or (destination / "result.json").exists():
+                continue
+            destination.mkdir(parents=True, exist_ok=True)
+            for name in ("result.json", "args.json"):
+                if (origin / name).is_file() and not (destination / name).exists():
+                    shutil.copyfile(origin / name, destination / name)
+            copied.append(f"{arm} seed {seed}")
+    return copied
+
+
+def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
+    """``study-report STUDY.yaml [--collect OUTPUT_DIR] [--output-dir DIR]``: rewrite a study's committed report from its
+    committed per-run results (``<results>/results/``), after copying in the finished runs of ``--collect``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m medseg_dropclass study-report", description=study_report_main.__doc__
+    )
+    parser.add_argument("study", help="the study file, e.g. studies/acdc_common.yaml")
+    parser.add_argument(
+        "--collect",
+        default=None,
+        metavar="OUTPUT_DIR",
+        help="copy the finished runs of this compare output folder in first",
+    )
+    parser.add_argument(
+        "--output-dir", default=None, help="where the report goes (default: the study's results folder)"
+    )
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args(argv)
+    try:
+        study = load_study(args.study)
+        runs = study.results / "results"
+        if args.collect:
+            print(
+                f"copied {len(collect_runs(study, pathlib.Path(args.collect), runs))} run(s) from {args.collect} into {runs}"
+            )
+        results = study_results(study, runs)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    missing = missing_runs(study, runs)
+    if missing:
+        print(
+            f"{len(missing)} run(s) of {study.path} not finished yet (reported without them): {', '.join(missing)}",
+            file=sys.stderr,
+        )
+    for path in write_study_reports(
+        study, results, pathlib.Path(args.output_dir) if args.output_dir else study.results, args.resamples
+    ):
+        print(f"wrote {path}")

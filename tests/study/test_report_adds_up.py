@@ -1,0 +1,104 @@
+"""Every difference a report prints equals the difference of the columns it compares, to the printed digit, whatever
+values are missing (random NaN patterns in both arms, arms with extra seeds)."""
+
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from medseg_dropclass.study.report import write_report
+from tests.study.test_compare import NAMES, fake_results
+
+NUMBER = r"[+-]?\d+\.\d+"
+
+
+def _point(cell: str) -> float:
+    return float(re.match(NUMBER, cell.strip()).group(0))
+
+
+def table(report: str, header_start: str) -> list:
+    """The rows (lists of cells) of the first table after a line starting with ``header_start``."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def check_report_adds_up(report: str, class_names, splits) -> int:
+    """Assert the printed differences of a report against its printed columns; returns how many were checked."""
+    checked = 0
+    primary = table(report, "## Primary endpoint")
+    header, rows = primary[0], primary[2:]
+    if header[1] == "rare Dice":  # no shifted split: arm | rare Dice | compared arm's | difference | p
+        for row in rows:
+            if row[3] not in ("-", "n/a"):
+                assert abs(_point(row[3]) - (_point(row[1]) - _point(row[2]))) <= 0.0011, row
+                checked += 1
+        rows = []
+    drops = {}
+    for row in rows:
+        if len(row) > 3 and row[3] not in ("", "n/a"):
+            drops[row[0]] = _point(row[3])
+            assert abs(_point(row[3]) - (_point(row[1]) - _point(row[2]))) <= 0.0011, (
+                row
+            )  # drop = in distribution - shifted
+            checked += 1
+    for row in rows:
+        if len(row) > 5 and row[5] not in ("-", "n/a"):
+            reference = re.search(r"\(`(\w+)`\)", row[4]).group(1)
+            assert abs(_point(row[4]) - drops[reference]) <= 1e-9, row  # the compared arm's drop is its own row's
+            assert abs(_point(row[5]) - (drops[row[0]] - drops[reference])) <= 0.0011, row
+            checked += 1
+    columns = {}
+    for split in splits:
+        rows = table(report, f"## Dice per class, split `{split}`")
+        arms = rows[0][2:]
+        for row in rows[2:]:
+            if row[0] in class_names:
+                for arm, cell in zip(arms, row[2:]):
+                    if cell != "n/a":
+                        columns[split, arm, row[0]] = _point(cell)
+    if "## Per-class Dice difference" in report:
+        rows = table(report, "## Per-class Dice difference")
+        names = rows[0][2:]
+        for row in rows[2:]:
+            arm, reference = row[0].split(" vs ")
+            for name, cell in zip(names, row[2:]):
+                if cell.startswith("n/a"):
+                    continue
+                expected = columns[row[1], arm, name] - columns[row[1], reference, name]
+                assert abs(_point(cell) - expected) <= 0.0011, (row[0], row[1], name, cell, expected)
+                checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_printed_differences_equal_the_columns_beside_them(tmp_path, trial):
+    rng = np.random.default_rng(trial)
+    values = {}
+    for arm in ("baseline", "dropclass", "head_control"):
+        per_split = {}
+        for split, cases in (("test", 30), ("test_shifted", 24)):
+            array = rng.uniform(0, 1, (5, cases, 3))
+            array[rng.uniform(size=array.shape) < 0.35] = np.nan  # no value: absent from reference and prediction
+            array[rng.uniform(size=array.shape) < 0.15] = 0.0  # a false positive where the other arm has no value
+            per_split[split] = array
+        values[arm] = per_split
+    results = fake_results(values)
+    if trial % 2:  # a study in progress: one arm has a seed the others have not
+        del results["arms"]["head_control"]["seeds"]["4"]
+    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert check_report_adds_up(report, NAMES, ["test", "test_shifted"]) >= 2 + 2 * 2 * 2
+
+
+if __name__ == "__main__":  # python -m tests.study.test_report_adds_up REPORT.md CLASS ... : check a written report
+    text = open(sys.argv[1]).read()
+    splits = re.findall(r"## Dice per class, split `([^`]+)`", text)
+    print(f"{check_report_adds_up(text, sys.argv[2:], splits)} printed differences equal the columns beside them")

@@ -1,0 +1,128 @@
+"""Study files: every one parses, names known arms and classes; every committed study report is exactly what
+``study-report`` writes from the committed per-run results (a hand edit or a stale report fails here)."""
+
+import pathlib
+
+import pytest
+
+from medseg_dropclass.study.study_file import load_study, missing_runs, study_results, write_study_reports
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+
+
+def test_the_studies_are_files():
+    assert {p.stem for p in STUDIES} >= {
+        "phantom_v2",
+        "acdc_common",
+        "acdc_shift",
+        "acdc_shift_budget",
+        "camvid",
+        "acdc_shift_dcm_replication",
+    }
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_every_study_file_parses(path):
+    study = load_study(str(path))
+    assert study.name == path.stem and study.arms and len(study.seeds) >= 5 and study.endpoint_classes
+    for name, arm in study.arms.items():
+        assert arm.reference in study.arms or name == "baseline" or arm.reference == "baseline", name
+
+
+COMMITTED = [p for p in STUDIES if ((REPO / load_study(str(p)).results) / "results").is_dir()]
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_committed_reports_are_what_the_command_writes(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the study files name their folders relative to the repository
+    study = load_study(str(path.relative_to(REPO)))
+    results = study_results(study, study.results / "results")
+    for written in write_study_reports(study, results, tmp_path):
+        committed = study.results / written.name
+        assert committed.read_text() == written.read_text(), (
+            f"{committed} differs from what `python -m medseg_dropclass study-report {path.relative_to(REPO)}` writes; rerun it"
+        )
+
+
+def test_a_study_in_progress_names_its_missing_runs(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nbundle: phantom2d_dropclass\nmax_epochs: 2\nseeds: [0, 1, 2, 3, 4]\narms: [baseline, dropclass]\n"
+        "endpoint_classes: [lesion_a]\nresults: out\n"
+    )
+    study = load_study(str(tmp_path / "s.yaml"))
+    assert missing_runs(study, tmp_path) == [f"{a} seed {s}" for a in ("baseline", "dropclass") for s in range(5)]
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        study_results(study, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: s\n", r"missing key\(s\) \['bundle'"),
+        (
+            "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0]\narms: [nope]\nendpoint_classes: [a]\nresults: r\n",
+            "unknown arm 'nope'",
+        ),
+        (
+            "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0, 0]\narms: [baseline]\nendpoint_classes: [a]\nresults: r\n",
+            "seeds must be distinct",
+        ),
+        (
+            "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0]\narms: [baseline]\nendpoint_classes: [a]\nresults: r\nendpoint: x\n",
+            r"unknown key\(s\) \['endpoint'\]",
+        ),
+        (
+            "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0]\narms: [{mine: {description: x}}]\nendpoint_classes: [a]\nresults: r\n",
+            "arm 'mine': expected description, overrides",
+        ),
+    ],
+)
+def test_a_bad_study_file_is_named(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ValueError, match=rf"bad.yaml: .*{message}"):
+        load_study(str(tmp_path / "bad.yaml"))
+
+
+def test_the_figures_quoted_in_results_come_from_the_generated_reports():
+    """The restated conclusions in docs/RESULTS.md quote intervals; each must appear in a generated report."""
+    import re
+
+    text = (REPO / "docs" / "RESULTS.md").read_text()
+    section = text.split("### The conclusions, restated", 1)[1].split("Everything below this point", 1)[0]
+    quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
+    reports = "\n".join(
+        p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
+    )
+    assert len(quoted) >= 10
+    missing = [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
+    assert not missing, f"quoted in docs/RESULTS.md but in no generated report: {missing}"
+
+
+def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch):
+    """compare --study trains what the file names; study-report --collect commits the runs and writes the report the
+    sync test then finds equal."""
+    import json
+
+    from medseg_dropclass.apps.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(
+        f"name: tiny\nbundle: phantom2d_dropclass\ndataset_dir: {phantom2d}\nmax_epochs: 1\nseeds: [0]\n"
+        "arms: [baseline, head_control]\nendpoint_classes: [lesion_a, lesion_b]\nresults: committed\n"
+        "overrides: {batch_size: 2}\nquestion: does the pipeline run?\n"
+    )
+    main(["compare", "--study", "tiny.yaml", "--no-figures"])
+    assert (tmp_path / "outputs" / "tiny" / "head_control" / "seed0" / "result.json").is_file()
+    report = (tmp_path / "outputs" / "tiny" / "report.md").read_text()
+    assert "Study file `tiny.yaml`" in report and "does the pipeline run?" in report
+    main(["study-report", "tiny.yaml", "--collect", "outputs/tiny", "--resamples", "50"])
+    assert (
+        json.loads((tmp_path / "committed" / "results" / "baseline" / "seed0" / "args.json").read_text())["max_epochs"]
+        == 1
+    )
+    study = load_study("tiny.yaml")
+    written = write_study_reports(
+        study, study_results(study, study.results / "results"), tmp_path / "again", n_resamples=50
+    )
+    assert written[0].read_text() == (tmp_path / "committed" / "report.md").read_text()
