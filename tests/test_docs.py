@@ -23,7 +23,7 @@ def test_every_subcommand_uses_hyphenated_options():
 
 
 @pytest.mark.parametrize(
-    "page", ["README.md", "CONTRIBUTING.md", *[f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")]]
+    "page", ["README.md", "CONTRIBUTING.md", *[str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md"))]]
 )
 def test_relative_links_resolve(page):
     text = (REPO / page).read_text()

@@ -1,7 +1,10 @@
 """Datasets: embedded phantoms, Decathlon/NIfTI/NRRD, Cityscapes, Pascal VOC, checks and class statistics.
 
 Every loader yields the same dict samples, ``{"image": (C, *spatial), "label": (1, *spatial)}``; the
-transforms of every stage come from one :class:`Preprocessing` object per dataset family.
+transforms of every stage come from one :class:`Preprocessing` object per dataset family. Also DICOM series in and
+DICOM SEG out, converters (ACDC, CamVid) and dataset checks. May import MONAI, the readers (nibabel, ITK, SimpleITK,
+pydicom, highdicom) and the floors below (``validation``, ``dropclass``, ``networks``, ``evaluation``); never the
+engine, studies or apps.
 """
 
 from medseg_dropclass.data.decathlon import (
@@ -22,8 +25,23 @@ from medseg_dropclass.data.phantoms import (
     make_phantom_dataset,
 )
 from medseg_dropclass.data.preprocessing import DecathlonPreprocessing, NaturalImagePreprocessing, Preprocessing
-from medseg_dropclass.data.stats import class_share, class_table, neighbour_cooccurrence, host_weights, count_classes, decathlon_class_counts, write_class_statistics
-from medseg_dropclass.data.transforms import CacheDataset, Dataset, DatasetError, LookupLabelsd, VerifyImaged, VerifyPaird
+from medseg_dropclass.data.stats import (
+    class_share,
+    class_table,
+    neighbour_cooccurrence,
+    host_weights,
+    count_classes,
+    decathlon_class_counts,
+    write_class_statistics,
+)
+from medseg_dropclass.data.transforms import (
+    CacheDataset,
+    Dataset,
+    DatasetError,
+    LookupLabelsd,
+    VerifyImaged,
+    VerifyPaird,
+)
 from medseg_dropclass.data.verify import check_dataset, verify_datalist
 from medseg_dropclass.data.writers import SaveLabelPNGd
 

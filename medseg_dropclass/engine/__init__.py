@@ -1,4 +1,6 @@
-"""MONAI engine glue: the only place that knows ignite and bundles."""
+"""MONAI engine glue: the only place that knows ignite and bundles (trainer control, handlers, checkpoints and exact
+resume, config values and keys, folder locks, inferers). May import every floor below it (``validation``,
+``dropclass``, ``networks``, ``evaluation``, ``data``); never ``study`` or ``apps``."""
 
 from medseg_dropclass.engine.bundles import available_bundles, bundles_dir, config_files, find_bundle, run_bundle
 from medseg_dropclass.engine.checkpoints import (

@@ -1,4 +1,6 @@
-"""Networks that end at a feature map, wired to a DropClass or plain head by ``build_network``."""
+"""Networks that end at a feature map (UNet, SegResNet, DeepLabV3(+), HRNetV2), wired to a DropClass or plain head by
+``build_network``. May import torch, MONAI, ``medseg_dropclass.validation`` and ``medseg_dropclass.dropclass`` (the
+heads); never data, engine or studies."""
 
 from medseg_dropclass.networks import deeplab, hrnet, segresnet, unet  # noqa: F401  (register the builders)
 from medseg_dropclass.networks.registry import NETWORKS, FeatureNetwork, build_network, register_network

@@ -51,6 +51,17 @@ class Arm(NamedTuple):
     budget: int = 1
     reference: str = "baseline"
 
+    def results_entry(self) -> Dict[str, Any]:
+        """The arm's entry of a study's results (its runs go under ``"seeds"``)."""
+        dropping = self.overrides.get("dropclass", True)
+        return {
+            "description": self.description,
+            "budget": self.budget,
+            "reference": self.reference,
+            "seeds": {},
+            "drop_sequence": "own stream (seeded by arm and seed)" if dropping else "none (no DropClass)",
+        }
+
 
 def load_arms(path: Optional[pathlib.Path] = None) -> Dict[str, Arm]:
     """The arm registry (``arms.yaml`` beside this module, or ``path``): ``{name: Arm}``; data, never code.
@@ -268,15 +279,7 @@ def _run_study(
     }
     for arm in arms:
         spec = registry[arm]
-        results["arms"][arm] = {
-            "description": spec.description,
-            "budget": spec.budget,
-            "reference": spec.reference,
-            "seeds": {},
-            "drop_sequence": "own stream (seeded by arm and seed)"
-            if spec.overrides.get("dropclass", True)
-            else "none (no DropClass)",
-        }
+        results["arms"][arm] = spec.results_entry()
         for seed in seeds:
             epochs = max_epochs * spec.budget
             full = {

@@ -214,15 +214,7 @@ def study_results(study: Study, root: pathlib.Path) -> dict:
     }
     first = None
     for arm, spec in study.arms.items():
-        entry = {
-            "description": spec.description,
-            "budget": spec.budget,
-            "reference": spec.reference,
-            "seeds": {},
-            "drop_sequence": "own stream (seeded by arm and seed)"
-            if spec.overrides.get("dropclass", True)
-            else "none (no DropClass)",
-        }
+        entry = spec.results_entry()
         for seed in study.seeds:
             file = _run_folder(root, arm, seed) / "result.json"
             if file.is_file():
@@ -260,18 +252,21 @@ def write_study_reports(
     return written
 
 
-def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> List[str]:
-    """Copy each finished run's ``result.json`` and ``args.json`` from a study's output folder into ``target`` (the
-    committed results); an existing different file is never overwritten. Returns ``"arm seed N"`` of the copied runs."""
+RUN_FILES = ("result.json", "args.json")  # what a finished run leaves that a study commits
+
+
+def _copy_runs(study: Study, source: pathlib.Path, target: pathlib.Path, keep_existing: bool) -> List[str]:
+    """Copy each finished run (``<arm>/seed<N>/`` with a ``result.json``) of ``source`` into ``target``. A run already
+    in ``target``: left alone with ``keep_existing``, else its files must be equal (a different one raises
+    ``FileExistsError``; nothing is overwritten). Returns ``"arm seed N"`` of the copied runs."""
     copied = []
     for arm in study.arms:
         for seed in study.seeds:
-            origin = _run_folder(source, arm, seed)
-            if not (origin / "result.json").is_file():
+            origin, destination = _run_folder(source, arm, seed), _run_folder(target, arm, seed)
+            if not (origin / "result.json").is_file() or (keep_existing and (destination / "result.json").exists()):
                 continue
-            destination = _run_folder(target, arm, seed)
             destination.mkdir(parents=True, exist_ok=True)
-            for name in ("result.json", "args.json"):
+            for name in RUN_FILES:
                 if not (origin / name).is_file():
                     continue
                 if (destination / name).is_file() and (destination / name).read_bytes() != (origin / name).read_bytes():
@@ -283,22 +278,17 @@ def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> Li
     return copied
 
 
+def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> List[str]:
+    """Copy each finished run's ``result.json`` and ``args.json`` from a study's output folder into ``target`` (the
+    committed results); an existing different file is never overwritten. Returns ``"arm seed N"`` of the copied runs."""
+    return _copy_runs(study, source, target, keep_existing=False)
+
+
 def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
     """Copy the study's committed runs (``<results>/results/<arm>/seed<N>/``) into ``output_dir`` where it has no run of
     that arm and seed yet, so that ``compare --study`` reuses them instead of training them again (``run_study`` checks
     that their recorded settings are the study's). A run already in ``output_dir`` is left alone. Returns ``"arm seed N"``."""
-    copied = []
-    for arm in study.arms:
-        for seed in study.seeds:
-            origin, destination = _run_folder(study.results / "results", arm, seed), _run_folder(output_dir, arm, seed)
-            if not (origin / "result.json").is_file() or (destination / "result.json").exists():
-                continue
-            destination.mkdir(parents=True, exist_ok=True)
-            for name in ("result.json", "args.json"):
-                if (origin / name).is_file() and not (destination / name).exists():
-                    shutil.copyfile(origin / name, destination / name)
-            copied.append(f"{arm} seed {seed}")
-    return copied
+    return _copy_runs(study, study.results / "results", output_dir, keep_existing=True)
 
 
 def study_report_main(argv: Optional[Sequence[str]] = None) -> None:

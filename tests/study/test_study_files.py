@@ -89,7 +89,7 @@ def test_the_figures_quoted_in_results_come_from_the_generated_reports():
     import re
 
     text = (REPO / "docs" / "RESULTS.md").read_text()
-    section = text.split("### The conclusions, restated", 1)[1].split("Everything below this point", 1)[0]
+    section = text.split("### The conclusions, restated", 1)[1].split("archive/RESULTS_2026-11.md", 1)[0]
     quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
     reports = "\n".join(
         p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
@@ -126,3 +126,24 @@ def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch
         study, study_results(study, study.results / "results"), tmp_path / "again", n_resamples=50
     )
     assert written[0].read_text() == (tmp_path / "committed" / "report.md").read_text()
+    # a fresh output folder reuses the committed runs (nothing trained: no run folder appears), and a part of the study
+    # is named by --arms/--seed-ids, which must be the study's own
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs")
+    capsys_text = _run_and_capture(main, ["compare", "--study", "tiny.yaml", "--no-figures", "--arms", "head_control"])
+    assert "copied into outputs/tiny (reused, not retrained): baseline seed 0, head_control seed 0" in capsys_text
+    assert not (tmp_path / "outputs" / "tiny" / "head_control" / "seed0" / "run").exists()
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--study", "tiny.yaml", "--arms", "dropclass"])
+    assert stopped.value.code == 2
+
+
+def _run_and_capture(main, argv) -> str:
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        main(argv)
+    return buffer.getvalue()
