@@ -28,7 +28,8 @@ def run_demo(
     phantom dataset in the Decathlon layout, default the embedded phantoms generated into ``output_dir``); return
     ``report.md``."""
     from medseg_dropclass.engine.bundles import bundle_parser
-    from medseg_dropclass.study.compare import run_study, write_figures, write_report
+    from medseg_dropclass.study.compare import run_study, write_figures
+    from medseg_dropclass.study.report import write_report
 
     if max_epochs is None:
         max_epochs = int(bundle_parser("phantom2d_dropclass", {}).get("max_epochs"))

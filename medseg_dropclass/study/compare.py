@@ -31,12 +31,10 @@ from medseg_dropclass.study.report import write_report
 __all__ = [
     "ARMS",
     "Arm",
-    "bundle_parser",
     "drop_seed",
     "run_study",
     "evaluate_run",
     "evaluation_splits",
-    "write_report",
     "write_figures",
 ]
 
@@ -452,7 +450,12 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         default=["baseline", "dropclass"],
         help=f"known: {', '.join(ARMS)}; with --study, a part of its arms to run now (the report covers the whole study)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...); STUDY.md asks for >= 5")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="number of seeds (0, 1, ...); docs/STUDY_DESIGN.md asks for >= 5 where a run costs minutes",
+    )
     parser.add_argument(
         "--seed-ids",
         type=int,

@@ -13,7 +13,7 @@ import pytest
 from medseg_dropclass.apps.cli import main
 from tests.data.conftest import write_decathlon
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def multichannel_cases(spatial, channels, count=4):

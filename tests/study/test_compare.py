@@ -206,7 +206,8 @@ def test_misnamed_report_classes_fail_before_any_training(phantom2d, tmp_path, c
 
 def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
     """Each arm's overrides are valid config: the parts they change are instantiated and carry the setting."""
-    from medseg_dropclass.study.compare import BUNDLE, bundle_parser
+    from medseg_dropclass.engine.bundles import bundle_parser
+    from medseg_dropclass.study.compare import BUNDLE
 
     for name, arm in ARMS.items():
         parser = bundle_parser(BUNDLE, {"dataset_dir": str(phantom2d), **arm.overrides})
