@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) -m medseg_dropclass demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests   # two workers of one thread each (tests/conftest.py); -n 0 runs in one process
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py

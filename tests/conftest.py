@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import pathlib
 
 import pytest
@@ -7,6 +8,13 @@ import torch
 from medseg_dropclass.data.phantoms import DEFAULT_2D, DEFAULT_3D, make_phantom_dataset
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+
+if os.environ.get(
+    "PYTEST_XDIST_WORKER"
+):  # one thread per worker (and per process it starts): workers x threads = cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -4,22 +4,19 @@ before inference runs; a training that writes no model.pt says so and why; outpu
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.cli_runner import run_cli
 from tests.data.broken_datasets import last_error
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "medseg_dropclass", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def test_evaluate_without_model_pt_after_a_short_training(phantom2d, tmp_path):

@@ -5,10 +5,10 @@ import json
 import pathlib
 import pickle
 import shutil
-import subprocess
-import sys
 
 import pytest
+
+from tests.cli_runner import run_cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PAYLOAD = "$__import__('os').system('touch PWNED')"  # creates PWNED in the working directory when evaluated
@@ -24,9 +24,7 @@ class _Unpickled:
 
 
 def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "medseg_dropclass", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def test_a_study_folder_is_read_without_running_anything(phantom2d, tmp_path, monkeypatch):

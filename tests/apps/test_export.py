@@ -1,8 +1,7 @@
 """Exported models (ONNX through onnxruntime, torch.export programs, TorchScript) equal the network they came from,
 for every network family, in 2D and 3D, at sizes other than the one traced (padded to the size divisor inside)."""
 
-import subprocess
-import sys
+import pathlib
 
 import numpy as np
 import pytest
@@ -10,6 +9,9 @@ import torch
 
 from medseg_dropclass import build_network
 from medseg_dropclass.apps.export import PARITY_TOLERANCE, export_network, load_exported, parity
+from tests.cli_runner import run_cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 FAMILIES = [
     ("unet", 2, {"feature_channels": 8, "channels": (8, 16), "strides": (2,)}),
@@ -66,38 +68,17 @@ def test_the_baseline_head_exports_too_and_an_unknown_format_is_refused(tmp_path
 
 
 def test_the_export_command_checks_parity_and_names_a_missing_checkpoint(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "export",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--format",
-            "onnx",
-            "--output",
-            str(tmp_path / "m.onnx"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        "export",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--format",
+        "onnx",
+        "--output",
+        str(tmp_path / "m.onnx"),
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "max |logit difference|" in done.stdout and "(within " in done.stdout and (tmp_path / "m.onnx").is_file()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "export",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--ckpt",
-            str(tmp_path / "none.pt"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli("export", "--bundle", "phantom2d_dropclass", "--ckpt", str(tmp_path / "none.pt"), cwd=REPO_ROOT)
     assert done.returncode == 1 and "none.pt: no such checkpoint" in done.stderr

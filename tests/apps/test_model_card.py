@@ -2,12 +2,14 @@
 the rare classes and the shift are named with their figures, and a bundle without results says it has none."""
 
 import json
+import pathlib
 import re
-import subprocess
-import sys
 
 from medseg_dropclass.apps.model_card import model_card
 from medseg_dropclass.engine.bundles import bundles_dir
+from tests.cli_runner import run_cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 NAMES = ["background", "organ", "lesion"]
 
@@ -71,48 +73,34 @@ def test_a_study_gives_crossed_intervals_and_no_results_says_so():
 
 def test_the_command_evaluates_the_shipped_model_and_matches_the_evaluator(phantom2d, tmp_path):
     out = tmp_path / "card.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "model-card",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--evaluate",
-            "--dataset-dir",
-            str(phantom2d),
-            "--splits",
-            "test",
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        "model-card",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--evaluate",
+        "--dataset-dir",
+        str(phantom2d),
+        "--splits",
+        "test",
+        "--output",
+        str(out),
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "run",
-            "phantom2d_dropclass",
-            "evaluate",
-            "--dataset_dir",
-            str(phantom2d),
-            "--eval_split",
-            "test",
-            "--eval_dir",
-            str(tmp_path / "eval"),
-            "--ckpt_path",
-            str(bundles_dir() / "phantom2d_dropclass" / "models" / "model.pt"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
+    run_cli(
+        "run",
+        "phantom2d_dropclass",
+        "evaluate",
+        "--dataset_dir",
+        str(phantom2d),
+        "--eval_split",
+        "test",
+        "--eval_dir",
+        str(tmp_path / "eval"),
+        "--ckpt_path",
+        str(bundles_dir() / "phantom2d_dropclass" / "models" / "model.pt"),
+        cwd=REPO_ROOT,
     )
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     for name in ("organ_large", "lesion_a"):

@@ -1,8 +1,7 @@
 """predict: case by case with the bundle's own pieces; equal to the bundle's inference config; a failing case is
 reported and skipped; the onnxruntime backend runs an exported model to the same labels."""
 
-import subprocess
-import sys
+import pathlib
 
 import nibabel as nib
 import numpy as np
@@ -10,6 +9,9 @@ import numpy as np
 from medseg_dropclass.apps.export import export_network
 from medseg_dropclass.apps.predict import predict
 from medseg_dropclass.engine.bundles import bundles_dir, run_bundle
+from tests.cli_runner import run_cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def inputs_with_a_broken_case(phantom2d, folder):
@@ -23,22 +25,15 @@ def inputs_with_a_broken_case(phantom2d, folder):
 
 def test_predict_matches_the_inference_config_and_skips_a_broken_case(phantom2d, tmp_path):
     images = inputs_with_a_broken_case(phantom2d, tmp_path / "in")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "predict",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--input",
-            str(tmp_path / "in"),
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        "predict",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--input",
+        str(tmp_path / "in"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 1  # one case failed ...
     assert f"2 of 3 case(s) written to {tmp_path / 'out'}" in done.stdout
@@ -88,45 +83,31 @@ def test_the_onnxruntime_backend_gives_the_same_labels(phantom2d, tmp_path):
 
 
 def test_predict_refuses_a_missing_model_and_never_replaces_outputs(phantom2d, tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "predict",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--input",
-            str(phantom2d / "imagesTs"),
-            "--output-dir",
-            str(tmp_path / "o"),
-            "--backend",
-            "onnxruntime",
-            "--model",
-            str(tmp_path / "none.onnx"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        "predict",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--input",
+        str(phantom2d / "imagesTs"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--backend",
+        "onnxruntime",
+        "--model",
+        str(tmp_path / "none.onnx"),
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 1 and "none.onnx: no such ONNX model" in done.stderr
     predict("phantom2d_dropclass", str(phantom2d / "imagesTs"), str(tmp_path / "o"), progress=False)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medseg_dropclass",
-            "predict",
-            "--bundle",
-            "phantom2d_dropclass",
-            "--input",
-            str(phantom2d / "imagesTs"),
-            "--output-dir",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_cli(
+        "predict",
+        "--bundle",
+        "phantom2d_dropclass",
+        "--input",
+        str(phantom2d / "imagesTs"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 1 and "already exist" in done.stderr and "--overwrite" in done.stderr
 

@@ -14,6 +14,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from medseg_dropclass.engine.bundles import bundles_dir, config_files, run_bundle
+from tests.cli_runner import run_cli
 from tests.conftest import SHARED
 from tests.data.conftest import shared_fixture, write_decathlon
 
@@ -352,9 +353,7 @@ def test_ddp_with_gloo_two_processes(tmp_path):
 
 
 def bundle_cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "medseg_dropclass", "run", *args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+    return run_cli("run", *args, cwd=cwd)
 
 
 def test_bad_input_gives_a_clear_message_and_a_failing_exit_code(phantom2d, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from medseg_dropclass.data import read_dataset_json
 from medseg_dropclass.data.acdc import COMMON_SPLIT, acdc_splits, group_from_number, h5_cases, official_cases, write_acdc_decathlon
 from medseg_dropclass.data.transforms import DatasetError
+from tests.cli_runner import run_script
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -147,12 +148,10 @@ def test_bad_files_give_errors_naming_them(tmp_path):
 
 def test_the_script_converts_and_reports_a_bad_input_with_exit_1(tmp_path):
     script = REPO / "data_scripts" / "acdc_to_decathlon.py"
-    done = subprocess.run([sys.executable, str(script), "--source", "h5", "--input", str(h5_copy(tmp_path / "h5")),
-                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    done = run_script(str(script), "--source", "h5", "--input", str(h5_copy(tmp_path / "h5")), "--output-dir", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     assert "groups from numbering" in done.stdout and "test_shift" in done.stdout
-    done = subprocess.run([sys.executable, str(script), "--source", "official", "--input", str(tmp_path / "h5"),
-                           "--output-dir", str(tmp_path / "out2")], capture_output=True, text=True)
+    done = run_script(str(script), "--source", "official", "--input", str(tmp_path / "h5"), "--output-dir", str(tmp_path / "out2"))
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: ") and "no patientNNN folders" in done.stderr
 
 

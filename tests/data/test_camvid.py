@@ -10,6 +10,7 @@ from PIL import Image
 
 from medseg_dropclass.data.camvid import CAMVID_CLASSES, camvid_datalist, camvid_transforms
 from medseg_dropclass.data.transforms import DatasetError
+from tests.cli_runner import run_script
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -75,8 +76,7 @@ def test_prepare_downsamples_images_and_keeps_labels_and_void_by_nearest_neighbo
     root = write_camvid(tmp_path / "CamVid")
     script = REPO / "data_scripts" / "camvid_prepare.py"
     out = tmp_path / "small"
-    done = subprocess.run([sys.executable, str(script), "--input", str(root), "--output-dir", str(out), "--size", "12", "16"],
-                          capture_output=True, text=True)
+    done = run_script(str(script), "--input", str(root), "--output-dir", str(out), "--size", "12", "16")
     assert done.returncode == 0, done.stderr
     assert "train 6, val 2, test 2" in done.stdout
     datalist = camvid_datalist(out, "train")
@@ -84,9 +84,9 @@ def test_prepare_downsamples_images_and_keeps_labels_and_void_by_nearest_neighbo
     full = np.asarray(Image.open(root / "trainannot" / "0001TP_000000.png"))
     assert small.shape == (12, 16) and np.asarray(Image.open(datalist[0]["image"])).shape == (12, 16, 3)
     assert set(np.unique(small)) <= set(np.unique(full)) and 11 in small  # nearest: no new values, void kept
-    again = subprocess.run([sys.executable, str(script), "--input", str(root), "--output-dir", str(out)], capture_output=True, text=True)
+    again = run_script(str(script), "--input", str(root), "--output-dir", str(out))
     assert again.returncode == 1 and "pass --overwrite" in again.stderr
 
     Image.fromarray(np.full((24, 32), 40, np.uint8)).save(root / "testannot" / "0001TP_000001.png")
-    bad = subprocess.run([sys.executable, str(script), "--input", str(root), "--output-dir", str(tmp_path / "bad")], capture_output=True, text=True)
+    bad = run_script(str(script), "--input", str(root), "--output-dir", str(tmp_path / "bad"))
     assert bad.returncode == 1 and "testannot/0001TP_000001.png: label values [40] outside 0..11" in bad.stderr

@@ -22,6 +22,9 @@ from medseg_dropclass.engine.bundles import inference_parser
 from medseg_dropclass.apps.predict import predict
 
 from tests.data.test_dicom import write_series
+from tests.cli_runner import run_cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 NAMES = ["background", "organ", "lesion", "absent"]
 
@@ -91,9 +94,7 @@ def phantom_series(phantom3d, folder: pathlib.Path) -> None:
 
 def test_predict_writes_a_seg_equal_to_its_nifti_prediction_and_the_config_agrees(tmp_path, phantom3d):
     phantom_series(phantom3d, tmp_path / "series_a")
-    done = subprocess.run([sys.executable, "-m", "medseg_dropclass", "predict", "--bundle", "phantom3d_dropclass", "--input",
-                           str(tmp_path / "series_a"), "--output-dir", str(tmp_path / "out"), "--format", "dicom-seg"],
-                          capture_output=True, text=True, timeout=600)  # the shipped models/model.pt
+    done = run_cli("predict", "--bundle", "phantom3d_dropclass", "--input", str(tmp_path / "series_a"), "--output-dir", str(tmp_path / "out"), "--format", "dicom-seg", cwd=REPO_ROOT)  # the shipped models/model.pt
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 of 1 case(s) written" in done.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["series_a_seg.dcm", "series_a_seg.nii.gz"]
@@ -108,8 +109,7 @@ def test_predict_writes_a_seg_equal_to_its_nifti_prediction_and_the_config_agree
     assert seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == metadata.get("_meta_#version")
     assert [s.SegmentLabel for s in seg.SegmentSequence] == metadata.get_parsed_content("class_names")[1:]
 
-    done = subprocess.run([sys.executable, "-m", "medseg_dropclass", "run", "phantom3d_dropclass", "inference", "--input", str(tmp_path / "series_a"),
-                           "--output_dir", str(tmp_path / "config"), "--output_format", "dicom-seg"], capture_output=True, text=True, timeout=600)
+    done = run_cli("run", "phantom3d_dropclass", "inference", "--input", str(tmp_path / "series_a"), "--output_dir", str(tmp_path / "config"), "--output_format", "dicom-seg", cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_array_equal(read_dicom_seg(str(tmp_path / "config" / "series_a_seg.dcm"), files), from_seg)
     (tmp_path / "config" / "series_a_seg.nii.gz").unlink()

@@ -8,6 +8,7 @@ from monai.transforms import Compose, LoadImaged
 
 from medseg_dropclass.data import DatasetError, class_table, count_classes, write_class_statistics
 from tests.data.conftest import shared_fixture, write_nifti
+from tests.cli_runner import run_script
 
 
 def test_counts_shares_and_flags(tmp_path):
@@ -41,7 +42,7 @@ def test_real_lesions_are_flagged_below_one_percent():
 
 @pytest.mark.shared
 def test_cli_on_phantoms_and_cityscapes(phantom2d, tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, "data_scripts/class_stats.py", *args], capture_output=True, text=True)  # noqa: E731
+    run = lambda *args: run_script("data_scripts/class_stats.py", *args)  # noqa: E731
     done = run("decathlon", str(phantom2d), "--output-dir", str(tmp_path / "p"))
     assert done.returncode == 0, done.stderr
     assert "lesion_c" in done.stdout and (tmp_path / "p" / "class_stats.png").is_file()
