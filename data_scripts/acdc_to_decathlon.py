@@ -52,5 +52,6 @@ def main(argv=None) -> None:
         if isinstance(items, list) and split != "training":
             print(f"  {split:<20} {len(items):4d} volumes")
 
+
 if __name__ == "__main__":
     main()

@@ -21,8 +21,10 @@ commands:
                       [--backend torch|onnxruntime --model FILE.onnx] [--series-uid UID]
   export      a bundle's network as ONNX, a torch.export program or TorchScript, parity-checked:
               export --bundle BUNDLE --format onnx|exported-program|torchscript [--ckpt FILE] [--output FILE]
-  model-card  write a bundle's docs/model_card.md from measured results:
-              model-card --bundle BUNDLE [--evaluate [--ckpt FILE]] [--study results.json [--study-arms ARM ...]]
+  package     a bundle as a self-contained MONAI model-zoo package (merged JSON configs, complete metadata, weights):
+              package --bundle BUNDLE [--output-dir DIR] [--ckpt FILE] [--zip]
+  model-card  write a bundle's model card from measured results:
+              model-card --bundle BUNDLE [--evaluate [--ckpt FILE]] [--study studies/NAME.yaml|results.json [--study-arms ARM ...]] [--output FILE]
 """
 
 
@@ -180,6 +182,12 @@ def _export(argv: List[str]) -> None:
     export_main(argv)
 
 
+def _package(argv: List[str]) -> None:
+    from medseg_dropclass.apps.package import package_main
+
+    package_main(argv)
+
+
 def _model_card(argv: List[str]) -> None:
     from medseg_dropclass.apps.model_card import model_card_main
 
@@ -197,6 +205,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "export": _export,
     "predict": _predict,
     "model-card": _model_card,
+    "package": _package,
 }
 
 

@@ -357,7 +357,9 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
         "--ckpt", default=None, help="the checkpoint (torch backend; default: the bundle's models/model.pt)"
     )
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
-    parser.add_argument("--model", default=None, help="the exported ONNX model (onnxruntime backend)")
+    parser.add_argument(
+        "--model", default=None, help="the exported ONNX model (onnxruntime backend; default: <bundle>_model.onnx here)"
+    )
     parser.add_argument(
         "--format",
         choices=OUTPUT_FORMATS,
@@ -376,10 +378,17 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
         help="cases larger than this are segmented slab by slab, keeping only the class map (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    if args.backend == "onnxruntime" and not args.model:
-        parser.error(
-            "--backend onnxruntime needs --model FILE.onnx (python -m medseg_dropclass export --bundle B writes one)"
-        )
+    if args.backend == "onnxruntime" and not args.model:  # what `export --bundle B` writes by default, here
+        from medseg_dropclass.engine.bundles import find_bundle
+
+        try:
+            args.model = f"{find_bundle(args.bundle).name}_model.onnx"
+        except FileNotFoundError as error:
+            parser.error(str(error))
+        if not pathlib.Path(args.model).is_file():
+            print(f"error: {args.model}: no such ONNX model (the default of --model: `python -m medseg_dropclass export "
+                  f"--bundle {args.bundle}` writes it here; or pass --model FILE.onnx)", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
     if args.backend == "torch" and args.model:
         parser.error("--model is the ONNX model of --backend onnxruntime; the torch backend reads --ckpt")
     from medseg_dropclass.engine import CheckpointError, FolderLockedError

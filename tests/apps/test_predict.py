@@ -98,6 +98,12 @@ def test_predict_refuses_a_missing_model_and_never_replaces_outputs(phantom2d, t
         cwd=REPO_ROOT,
     )
     assert done.returncode == 1 and "none.onnx: no such ONNX model" in done.stderr
+    done = run_cli("predict", "--bundle", "phantom2d_dropclass", "--input", phantom2d / "imagesTs", "--output-dir",
+                   tmp_path / "o", "--backend", "onnxruntime", cwd=tmp_path)  # fmt: skip
+    assert (
+        done.returncode == 1
+        and "phantom2d_dropclass_model.onnx: no such ONNX model (the default of --model" in done.stderr
+    )
     predict("phantom2d_dropclass", str(phantom2d / "imagesTs"), str(tmp_path / "o"), progress=False)
     done = run_cli(
         "predict",

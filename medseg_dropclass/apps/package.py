@@ -1,0 +1,127 @@
+"""``python -m medseg_dropclass package``: a bundle as a self-contained MONAI model-zoo package.
+
+The shipped bundles are overlays on a shared base inside this package, so a bundle folder copied elsewhere does not
+run under ``python -m monai.bundle``. A package is the same bundle with every config merged into one JSON file per
+entry point (``train.json``, ``evaluate.json``, ``inference.json``, ``multi_gpu_train.json``, each complete), the
+logging config, a ``metadata.json`` whose ``required_packages_version`` names every package the configs import at
+their installed versions, the weights with their hash in ``large_files.yml``, and the docs and licence:
+
+    python -m medseg_dropclass package --bundle phantom3d_dropclass --output-dir dist/
+    cd dist/phantom3d_dropclass && python -m monai.bundle run --config_file configs/inference.json --input scans/
+
+The only import it needs beyond MONAI is ``medseg_dropclass`` (the DropClass head, transforms and inference loop).
+"""
+
+import hashlib
+import json
+import pathlib
+import shutil
+from importlib import metadata as importlib_metadata
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ["RUNTIME_PACKAGES", "package_bundle", "package_main"]
+
+# what the configs import at run time (training, evaluation, inference, DICOM in and SEG out, ONNX), by distribution
+RUNTIME_PACKAGES = (
+    "medseg_dropclass", "monai", "torch", "numpy", "nibabel", "pytorch-ignite", "tensorboard", "SimpleITK", "itk",
+    "pydicom", "highdicom", "scipy", "PyYAML", "tqdm", "onnxruntime",
+)  # fmt: skip
+CONFIG_FILES = {"train": "train.json", "evaluate": "evaluate.json", "inference": "inference.json",
+                "multi_gpu_train": "multi_gpu_train.json"}  # fmt: skip
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def installed_versions(packages: Sequence[str] = RUNTIME_PACKAGES) -> Dict[str, str]:
+    """``{distribution: installed version}`` of ``packages``; one that is not installed is left out."""
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def package_bundle(
+    bundle: str, output_dir: str, checkpoint: Optional[str] = None, archive: bool = False
+) -> pathlib.Path:
+    """Write ``<output_dir>/<bundle name>/`` (and ``.zip`` beside it with ``archive``); return the package folder.
+
+    Raises:
+        FileExistsError: the package folder exists and is not empty (nothing is overwritten).
+        FileNotFoundError: an unknown bundle, or a ``checkpoint`` that does not exist.
+    """
+    from medseg_dropclass.engine.bundles import BASE, CONFIGS, bundles_dir, find_bundle, merged_config
+    from medseg_dropclass.engine.checkpoints import require_checkpoint
+
+    root = find_bundle(bundle)
+    target = pathlib.Path(output_dir) / root.name
+    if target.exists() and any(target.iterdir()):
+        raise FileExistsError(f"{target}: exists and is not empty; choose another --output-dir (nothing overwritten)")
+    weights = pathlib.Path(checkpoint) if checkpoint else root / "models" / "model.pt"
+    if checkpoint:
+        require_checkpoint(str(weights))
+    (target / "configs").mkdir(parents=True, exist_ok=True)
+    for name in CONFIGS:
+        config = merged_config(root, name)
+        config.pop("_meta_", None)  # MONAI reads configs/metadata.json beside the config as _meta_
+        (target / "configs" / CONFIG_FILES[name]).write_text(json.dumps(config, indent=2) + "\n")
+    shutil.copyfile(bundles_dir() / BASE / "configs" / "logging.conf", target / "configs" / "logging.conf")
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    meta["required_packages_version"] = {
+        **meta.get("required_packages_version", {}), **installed_versions()
+    }  # fmt: skip
+    for key in ("monai", "torch", "numpy"):
+        meta["required_packages_version"].pop(key, None)  # MONAI's schema states these apart
+    versions = installed_versions(("monai", "torch", "numpy"))
+    meta.update({f"{k if k != 'torch' else 'pytorch'}_version": v for k, v in versions.items()})
+    (target / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
+    large_files: List[str] = []
+    if weights.is_file():
+        (target / "models").mkdir(exist_ok=True)
+        shutil.copyfile(weights, target / "models" / "model.pt")
+        large_files.append(
+            f'  - path: "models/model.pt"\n    url: ""\n    hash_val: "{_sha256(weights)}"\n    hash_type: "sha256"\n'
+        )
+    (target / "large_files.yml").write_text(
+        "large_files:\n" + "".join(large_files) if large_files else "large_files: []\n"
+    )
+    (target / "docs").mkdir(exist_ok=True)
+    for name in ("README.md", "model_card.md"):
+        if (root / "docs" / name).is_file():
+            shutil.copyfile(root / "docs" / name, target / "docs" / name)
+    if (root / "LICENSE").is_file():
+        shutil.copyfile(root / "LICENSE", target / "LICENSE")
+    if archive:
+        shutil.make_archive(str(target), "zip", root_dir=str(target.parent), base_dir=target.name)
+    return target
+
+
+def package_main(argv: Optional[List[str]] = None) -> None:
+    import argparse
+    import sys
+
+    from medseg_dropclass.engine.checkpoints import CheckpointError
+
+    parser = argparse.ArgumentParser(prog="python -m medseg_dropclass package", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
+    parser.add_argument("--output-dir", default=".", help="the package goes to <output-dir>/<bundle name>/")
+    parser.add_argument(
+        "--ckpt", default=None, help="the weights to ship (default: the bundle's models/model.pt, if any)"
+    )
+    parser.add_argument("--zip", action="store_true", help="also write <output-dir>/<bundle name>.zip")
+    args = parser.parse_args(argv)
+    try:
+        target = package_bundle(args.bundle, args.output_dir, args.ckpt, args.zip)
+    except (FileExistsError, FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"packaged {args.bundle} into {target}")
+    print(f"run it: cd {target} && python -m monai.bundle run --config_file configs/inference.json --input <images>")
