@@ -16,6 +16,7 @@ commands:
   configs     print the --config_file list of a bundle config for `python -m monai.bundle ...`
   bundles     list the shipped bundles and where they are
   check-data  check a Decathlon dataset's files and report every problem:  check-data DATASET_DIR
+  convert     dataset converters and tools: convert acdc|camvid|phantoms|class-stats ... (convert --help)
   predict     segment images with a bundle's model, case by case (a failing case is reported, the others run):
               predict --bundle BUNDLE --input PATH --output-dir DIR [--format nifti|dicom-seg] [--ckpt FILE]
                       [--backend torch|onnxruntime --model FILE.onnx] [--series-uid UID]
@@ -182,6 +183,12 @@ def _export(argv: List[str]) -> None:
     export_main(argv)
 
 
+def _convert(argv: List[str]) -> None:
+    from medseg_dropclass.apps.convert import convert_main
+
+    convert_main(argv)
+
+
 def _package(argv: List[str]) -> None:
     from medseg_dropclass.apps.package import package_main
 
@@ -206,6 +213,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "predict": _predict,
     "model-card": _model_card,
     "package": _package,
+    "convert": _convert,
 }
 
 

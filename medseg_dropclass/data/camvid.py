@@ -18,7 +18,18 @@ from monai.transforms import Compose
 from medseg_dropclass.data.natural import natural_image_dataset, natural_image_transforms
 from medseg_dropclass.data.transforms import DatasetError, Dataset
 
-__all__ = ["CAMVID_CLASSES", "CAMVID_COLOURS", "CAMVID_LABEL_MAPPING", "camvid_datalist", "camvid_transforms", "camvid_dataset"]
+__all__ = [
+    "CAMVID_CLASSES",
+    "CAMVID_COLOURS",
+    "CAMVID_LABEL_MAPPING",
+    "CAMVID_SPLITS",
+    "camvid_datalist",
+    "camvid_transforms",
+    "camvid_dataset",
+    "prepare_camvid_copy",
+]
+
+CAMVID_SPLITS = ("train", "val", "test")
 
 CAMVID_CLASSES = [
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
@@ -66,3 +77,50 @@ def camvid_dataset(
     root: Union[str, pathlib.Path], split: str = "train", train: bool = True, crop_size: Optional[Sequence[int]] = None, cache: bool = False
 ) -> Dataset:
     return natural_image_dataset(camvid_datalist(root, split), camvid_transforms(train, crop_size), cache)
+
+
+def prepare_camvid_copy(
+    source: pathlib.Path, output: pathlib.Path, size: Sequence[int], overwrite: bool = False, progress: bool = True
+) -> Dict[str, int]:
+    """A downsampled copy of CamVid (SegNet layout) in ``output``: every listed pair resized to ``size`` = (H, W),
+    images with antialiasing, annotations by nearest neighbour (classes and void 11 kept), split lists rewritten to
+    the copy. Returns ``{split: count}``.
+
+    Raises:
+        FileExistsError: ``output`` already holds split lists (without ``overwrite``).
+        DatasetError: an unreadable pair, or label values above void (11), naming the file.
+    """
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    if any((output / f"{split}.txt").exists() for split in CAMVID_SPLITS) and not overwrite:
+        raise FileExistsError(f"{output} already holds split lists; pass --overwrite to replace the copy")
+    height, width = size
+    counts = {}
+    for split in CAMVID_SPLITS:
+        datalist = camvid_datalist(source, split)
+        (output / split).mkdir(parents=True, exist_ok=True)
+        (output / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for item in tqdm(datalist, desc=split, unit="image", disable=not progress):
+            image_path, label_path = pathlib.Path(item["image"]), pathlib.Path(item["label"])
+            try:
+                image = Image.open(image_path).convert("RGB")
+                label = Image.open(label_path)
+                label.load()
+            except Exception as error:  # noqa: BLE001  (name the file, whatever PIL raised)
+                raise DatasetError(
+                    f"{image_path} / {label_path}: cannot be read ({type(error).__name__}: {error})"
+                ) from error
+            values = np.unique(np.asarray(label))
+            if values.max() > VOID:
+                raise DatasetError(
+                    f"{label_path}: label values {values.tolist()} outside 0..{VOID} (CamVid classes 0-10, void 11)"
+                )
+            image.resize((width, height), Image.Resampling.LANCZOS).save(output / split / image_path.name)
+            label.resize((width, height), Image.Resampling.NEAREST).save(output / f"{split}annot" / label_path.name)
+            lines.append(f"{split}/{image_path.name} {split}annot/{label_path.name}")
+        (output / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        counts[split] = len(lines)
+    return counts

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from medseg_dropclass.apps.cli import main
+from tests.cli_runner import run_cli
 from tests.data.conftest import write_decathlon
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -180,11 +181,20 @@ def test_the_wheel_carries_the_bundles_and_finds_them_installed(tmp_path):
         assert str(target) in line, line  # every bundle and the base from the installed copy, not the checkout
     assert len(listing.stdout.splitlines()) == 8  # seven bundles and the base
     help_text = subprocess.run(
-        [sys.executable, "-m", "medseg_dropclass", "demo", "--help"],
+        [sys.executable, "-m", "medseg_dropclass", "convert", "acdc", "--help"],
         capture_output=True,
         text=True,
         cwd=outside,
         env=env,
         timeout=120,
     )
-    assert help_text.returncode == 0 and "--max-epochs" in help_text.stdout
+    assert help_text.returncode == 0 and "--source" in help_text.stdout  # the converters travel with the install
+
+
+def test_convert_reaches_every_converter_and_names_an_unknown_kind(tmp_path):
+    done = run_cli("convert", "phantoms", "--output-dir", tmp_path / "p", "--size", "32", "--num-train", "2",
+                   "--num-test", "1", "--num-shifted", "1", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0 and (tmp_path / "p" / "dataset.json").is_file(), done.stderr[-2000:]
+    assert "acdc" in run_cli("convert", "--help", cwd=tmp_path).stdout
+    done = run_cli("convert", "nope", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown kind 'nope'; known: acdc, camvid, phantoms, class-stats" in done.stderr
