@@ -100,3 +100,33 @@ def test_a_missing_checkpoint_is_named(tmp_path):
                    cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1 and f"{tmp_path / 'no.pt'}: no such checkpoint" in done.stderr
     assert not pathlib.Path(tmp_path / "phantom3d_dropclass").exists()
+
+
+def test_a_packaged_acdc_bundle_segments_volumes_slice_by_slice_under_monai_alone(tmp_path):
+    """The 2D-on-slices bundle (train_on_slices): its package segments 3D volumes through MONAI's CLI, equal to the
+    source bundle's predict with the same weights (ACDC ships none: a network's initial weights stand in)."""
+    import torch
+
+    from medseg_dropclass.data.acdc import h5_cases, write_acdc_decathlon
+    from medseg_dropclass.engine.bundles import inference_parser
+    from tests.data.test_acdc import h5_copy
+
+    data = tmp_path / "acdc"
+    write_acdc_decathlon(h5_cases(h5_copy(tmp_path / "h5")), data, "h5 (test)")
+    weights = tmp_path / "model.pt"
+    torch.manual_seed(0)
+    torch.save(inference_parser("acdc_dropclass").get_parsed_content("network_def").state_dict(), weights)
+    packaged = package_bundle("acdc_dropclass", str(tmp_path / "dist"), checkpoint=str(weights))
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("acdc_patient081_ES.nii.gz", "acdc_patient086_ED.nii.gz"):
+        (images / name).write_bytes((data / "imagesTr" / name).read_bytes())
+    done = monai_bundle("run", "--config_file", "configs/inference.json", "--input", images, "--output_dir", tmp_path / "pkg",
+                        cwd=packaged)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    predict("acdc_dropclass", str(images), str(tmp_path / "source"), ckpt=str(weights), progress=False)
+    for name in ("acdc_patient081_ES", "acdc_patient086_ED"):
+        packaged_labels = nib.load(str(tmp_path / "pkg" / f"{name}_seg.nii.gz"))
+        assert packaged_labels.shape == nib.load(str(images / f"{name}.nii.gz")).shape
+        source_labels = nib.load(str(tmp_path / "source" / f"{name}_seg.nii.gz")).get_fdata()
+        np.testing.assert_array_equal(packaged_labels.get_fdata(), source_labels)
