@@ -50,9 +50,15 @@ def installed_versions(packages: Sequence[str] = RUNTIME_PACKAGES) -> Dict[str, 
 
 
 def package_bundle(
-    bundle: str, output_dir: str, checkpoint: Optional[str] = None, archive: bool = False
+    bundle: str,
+    output_dir: str,
+    checkpoint: Optional[str] = None,
+    archive: bool = False,
+    exports: Sequence[str] = (),
 ) -> pathlib.Path:
     """Write ``<output_dir>/<bundle name>/`` (and ``.zip`` beside it with ``archive``); return the package folder.
+    ``exports``: also ``models/model<suffix>`` in these formats of ``export`` (``onnx``, ``exported-program``,
+    ``torchscript``), parity-checked against the weights as ``export`` checks them.
 
     Raises:
         FileExistsError: the package folder exists and is not empty (nothing is overwritten).
@@ -90,6 +96,8 @@ def package_bundle(
         large_files.append(
             f'  - path: "models/model.pt"\n    url: ""\n    hash_val: "{_sha256(weights)}"\n    hash_type: "sha256"\n'
         )
+    for export_format in exports:
+        large_files.append(_export(root, target, export_format))
     (target / "large_files.yml").write_text(
         "large_files:\n" + "".join(large_files) if large_files else "large_files: []\n"
     )
@@ -102,6 +110,31 @@ def package_bundle(
     if archive:
         shutil.make_archive(str(target), "zip", root_dir=str(target.parent), base_dir=target.name)
     return target
+
+
+def _export(root: pathlib.Path, target: pathlib.Path, export_format: str) -> str:
+    """``models/model<suffix>`` of the packaged weights, parity-checked; its ``large_files.yml`` entry."""
+    import torch
+
+    from medseg_dropclass.apps.export import SUFFIXES, export_network, parity
+    from medseg_dropclass.engine.bundles import inference_parser, load_weights
+    from medseg_dropclass.engine.config_values import Expression
+
+    weights = target / "models" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{root.name}: no weights to export (the bundle ships none: pass --ckpt)")
+    config = inference_parser(root, device=Expression("$torch.device('cpu')"))
+    network = load_weights(config.get_parsed_content("network_def"), weights).eval()
+    meta = config.get("_meta_#network_data_format#inputs#image")
+    shape = (1, int(meta["num_channels"]), *[int(s) for s in meta["spatial_shape"]])
+    output = target / "models" / f"model{SUFFIXES[export_format]}"
+    export_network(network, torch.zeros(shape), str(output), export_format)
+    check = parity(network, str(output), export_format, [shape])
+    if not check["within"]:
+        raise ValueError(f"{output}: the exported network differs from the weights by {check['max_abs']:.2e}")
+    return (
+        f'  - path: "models/{output.name}"\n    url: ""\n    hash_val: "{_sha256(output)}"\n    hash_type: "sha256"\n'
+    )
 
 
 def package_main(argv: Optional[List[str]] = None) -> None:
@@ -117,10 +150,14 @@ def package_main(argv: Optional[List[str]] = None) -> None:
         "--ckpt", default=None, help="the weights to ship (default: the bundle's models/model.pt, if any)"
     )
     parser.add_argument("--zip", action="store_true", help="also write <output-dir>/<bundle name>.zip")
+    parser.add_argument(
+        "--export", nargs="+", default=(), choices=("onnx", "exported-program", "torchscript"),
+        help="also ship the network in these formats (models/model.onnx, .pt2, .ts), parity-checked",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        target = package_bundle(args.bundle, args.output_dir, args.ckpt, args.zip)
-    except (FileExistsError, FileNotFoundError, CheckpointError) as error:
+        target = package_bundle(args.bundle, args.output_dir, args.ckpt, args.zip, args.export)
+    except (FileExistsError, FileNotFoundError, ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"packaged {args.bundle} into {target}")

@@ -18,7 +18,9 @@ from tests.cli_runner import run_cli
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
-    return package_bundle("phantom3d_dropclass", str(tmp_path_factory.mktemp("dist")))
+    return package_bundle(
+        "phantom3d_dropclass", str(tmp_path_factory.mktemp("dist")), archive=True, exports=["torchscript"]
+    )
 
 
 def monai_bundle(*args, cwd):
@@ -43,8 +45,16 @@ def test_the_package_holds_merged_configs_complete_metadata_and_hashed_weights(p
         set(RUNTIME_PACKAGES) - set(installed)
     )
     assert meta["monai_version"] == installed["monai"] and meta["pytorch_version"] == installed["torch"]
-    digest = hashlib.sha256((packaged / "models" / "model.pt").read_bytes()).hexdigest()
-    assert f'hash_val: "{digest}"' in (packaged / "large_files.yml").read_text()
+    for name in ("model.pt", "model.ts"):  # the weights and the exported network, each with its hash
+        digest = hashlib.sha256((packaged / "models" / name).read_bytes()).hexdigest()
+        assert (
+            f'path: "models/{name}"\n    url: ""\n    hash_val: "{digest}"'
+            in (packaged / "large_files.yml").read_text()
+        )
+    import zipfile
+
+    with zipfile.ZipFile(packaged.parent / f"{packaged.name}.zip") as archive:
+        assert f"{packaged.name}/configs/inference.json" in archive.namelist()
 
 
 def test_nothing_is_overwritten(packaged):
