@@ -1,7 +1,8 @@
 """Evaluation: per-case and per-class metrics (Dice, IoU, the frequency bins), the classifier-weight similarity,
-Grad-CAM and the figure helper. May import torch, MONAI, numpy/matplotlib and ``medseg_dropclass.validation``:
+Grad-CAM, the figure helper, and the clinical measures of cardiac segmentations (volumes, ejection fraction, Bland-Altman, HD95). May import torch, MONAI, numpy/matplotlib and ``medseg_dropclass.validation``:
 it scores predictions and networks handed to it and knows nothing of bundles, data layouts or studies."""
 
+from medseg_dropclass.evaluation.clinical import bland_altman, ejection_fraction, hausdorff95, structure_volume_ml
 from medseg_dropclass.evaluation.gradcam import class_gradcam, save_gradcam_overlays
 from medseg_dropclass.evaluation.metrics import (
     FREQUENCY_BINS,
@@ -25,4 +26,8 @@ __all__ = [
     "class_weight_similarity",
     "save_similarity_heatmap",
     "similarity_summary",
+    "structure_volume_ml",
+    "ejection_fraction",
+    "bland_altman",
+    "hausdorff95",
 ]
