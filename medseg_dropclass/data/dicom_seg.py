@@ -15,7 +15,7 @@ import numpy as np
 
 from medseg_dropclass.data.transforms import DatasetError
 
-__all__ = ["label_frames", "segment_descriptions", "write_dicom_seg", "read_dicom_seg"]
+__all__ = ["label_frames", "segment_descriptions", "series_description_text", "RESEARCH_NOTICE", "write_dicom_seg", "read_dicom_seg"]
 
 
 def _read_sources(source_files: Sequence[str]):
@@ -130,12 +130,21 @@ def write_dicom_seg(
         device_serial_number="none",
         content_label="SEGMENTATION",
         content_description=(series_description or f"{algorithm_name} {algorithm_version}")[:64],
-        series_description=(series_description or f"{algorithm_name} (research use)")[:64],
+        series_description=series_description_text(series_description or algorithm_name),
     )
     path = pathlib.Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(str(path))
     return str(path)
+
+
+RESEARCH_NOTICE = "RESEARCH USE ONLY"
+
+
+def series_description_text(name: str) -> str:
+    """The SEG's SeriesDescription (a viewer's series list shows it; DICOM allows 64 characters): the research-use
+    notice first, so that cutting a long name never cuts the notice."""
+    return f"{RESEARCH_NOTICE}: {name}"[:64]
 
 
 def read_dicom_seg(path: str, source_files: Sequence[str]) -> np.ndarray:

@@ -53,6 +53,11 @@ def test_a_label_map_round_trips_through_a_seg_matched_by_slice_position(tmp_pat
     assert [seg.get_segment_description(k).segment_label for k in (1, 2, 3)] == NAMES[1:]
     algorithm = seg.get_segment_description(1).algorithm_identification[0]
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("Test model", "0.2.0")
+    assert seg.SeriesDescription == "RESEARCH USE ONLY: Test model"
+    long_name = "Cardiac cine MRI segmentation with DropClass (2D UNet on slices, ACDC)"
+    path = write_dicom_seg(image, files, str(tmp_path / "long.dcm"), NAMES, long_name, "0.2.0")
+    described = pydicom.dcmread(path).SeriesDescription  # cut at DICOM's 64 characters, the notice kept whole
+    assert len(described) <= 64 and described.startswith("RESEARCH USE ONLY: Cardiac cine MRI")
     sources = [pydicom.dcmread(f) for f in files]
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     assert {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == {str(s.SOPInstanceUID) for s in sources}
