@@ -81,13 +81,11 @@ def package_bundle(
         (target / "configs" / CONFIG_FILES[name]).write_text(json.dumps(config, indent=2) + "\n")
     shutil.copyfile(bundles_dir() / BASE / "configs" / "logging.conf", target / "configs" / "logging.conf")
     meta = json.loads((root / "configs" / "metadata.json").read_text())
-    meta["required_packages_version"] = {
-        **meta.get("required_packages_version", {}), **installed_versions()
-    }  # fmt: skip
-    for key in ("monai", "torch", "numpy"):
-        meta["required_packages_version"].pop(key, None)  # MONAI's schema states these apart
-    versions = installed_versions(("monai", "torch", "numpy"))
-    meta.update({f"{k if k != 'torch' else 'pytorch'}_version": v for k, v in versions.items()})
+    versions = installed_versions()  # read once; MONAI's schema states monai, pytorch and numpy in fields of their own
+    core = {name: versions.pop(name) for name in ("monai", "torch", "numpy") if name in versions}
+    packages = {**meta.get("required_packages_version", {}), **versions}
+    meta["required_packages_version"] = {k: v for k, v in packages.items() if k not in ("monai", "torch", "numpy")}
+    meta.update({f"{'pytorch' if name == 'torch' else name}_version": version for name, version in core.items()})
     (target / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
     large_files: List[str] = []
     if weights.is_file():
