@@ -3,8 +3,9 @@
 Used by ``tests/engine/test_fault_injection.py`` (a few kill points, small and fast) and by
 ``benchmarks/fault_injection.py`` (many). A run is a subprocess of ``python -m medseg_dropclass run``;
 it is killed with SIGKILL, either after a delay (anywhere: start-up, caching, an iteration, validation,
-a save) or inside a checkpoint save (half of the temporary file written, or just after the rename), by a
-wrapper that patches ``torch.save`` / ``os.replace`` of :mod:`medseg_dropclass.engine.checkpoints` in the child.
+a save), just after its N-th optimizer step (in training, at the same point on any machine), or inside a
+checkpoint save (half of the temporary file written, or just after the rename), by a wrapper that patches
+``torch.save`` / ``os.replace`` and hooks every optimizer's step in the child.
 """
 
 import dataclasses
@@ -48,6 +49,17 @@ if mode:
             os.kill(os.getpid(), signal.SIGKILL)
 
     torch.save, os.replace = save, replace  # every save of the run (the checkpoint savers' only file writes)
+
+    def after_step(optimizer, args, kwargs):
+        calls["n"] += 1
+        if calls["n"] == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    if mode == "after_step":  # counts optimizer steps instead of saves
+        torch.save, os.replace = real_save, real_replace
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        register_optimizer_step_post_hook(after_step)
 from medseg_dropclass.apps.cli import main
 main(sys.argv[1:])
 """
@@ -55,13 +67,17 @@ main(sys.argv[1:])
 
 @dataclasses.dataclass
 class KillPoint:
-    """Kill after ``delay`` seconds, or inside the ``save``-th checkpoint/model save (``mode``: during | after_rename)."""
+    """Kill after ``delay`` seconds, or inside the ``save``-th checkpoint/model save (``mode``: during | after_rename),
+    or just after the ``step``-th optimizer step of the run."""
 
     delay: Optional[float] = None
     save: int = 0
     mode: str = ""
+    step: int = 0
 
     def describe(self) -> str:
+        if self.step:
+            return f"after step #{self.step}"
         return f"{self.mode} save #{self.save}" if self.mode else f"after {self.delay:.2f} s"
 
 
@@ -82,7 +98,8 @@ def train_command(dataset_dir: pathlib.Path, output_dir: pathlib.Path, **overrid
 
 def run(command: Sequence[str], kill: Optional[KillPoint] = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the child; with ``kill``, SIGKILL it at that point (the return code says whether it was killed)."""
-    env = dict(os.environ, FAULT_MODE=kill.mode if kill else "", FAULT_AT_SAVE=str(kill.save if kill else 0))
+    mode, count = ("after_step", kill.step) if kill and kill.step else (kill.mode, kill.save) if kill else ("", 0)
+    env = dict(os.environ, FAULT_MODE=mode, FAULT_AT_SAVE=str(count))
     process = subprocess.Popen(
         list(command), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
