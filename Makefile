@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test test-services benchmark clean
+SERVICES := orthanc orthanc-dicomweb chromium dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests   # two workers of one thread each (tests/conftest.py); -n 0 runs in one process
+
+# the PACS round trip (a real Orthanc), the review page in Chromium, dciodvfy on a SEG: Debian packages, installed
+# here when missing (root or sudo)
+test-services: $(STAMP)
+	@command -v Orthanc >/dev/null && command -v chromium >/dev/null && command -v dciodvfy >/dev/null \
+	  && [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SERVICES) >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SERVICES) >/dev/null; }; }
+	$(PY) -m pytest -q -m services tests
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py

@@ -20,6 +20,8 @@ commands:
   predict     segment images with a bundle's model, case by case (a failing case is reported, the others run):
               predict --bundle BUNDLE --input PATH --output-dir DIR [--format nifti|dicom-seg] [--ckpt FILE]
                       [--backend torch|onnxruntime --model FILE.onnx] [--series-uid UID]
+  pacs        segment a series held by a PACS and store the DICOM SEG back (DICOMweb: QIDO, WADO, STOW):
+              pacs --url URL --bundle BUNDLE (--study UID [--series UID] | --watch) [--force]
   export      a bundle's network as ONNX, a torch.export program or TorchScript, parity-checked:
               export --bundle BUNDLE --format onnx|exported-program|torchscript [--ckpt FILE] [--output FILE]
   package     a bundle as a self-contained MONAI model-zoo package (merged JSON configs, complete metadata, weights):
@@ -177,6 +179,12 @@ def _predict(argv: List[str]) -> None:
     predict_main(argv)
 
 
+def _pacs(argv: List[str]) -> None:
+    from medseg_dropclass.apps.pacs import pacs_main
+
+    pacs_main(argv)
+
+
 def _export(argv: List[str]) -> None:
     from medseg_dropclass.apps.export import export_main
 
@@ -211,6 +219,7 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "check-data": check_data_main,
     "export": _export,
     "predict": _predict,
+    "pacs": _pacs,
     "model-card": _model_card,
     "package": _package,
     "convert": _convert,

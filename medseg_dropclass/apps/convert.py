@@ -5,6 +5,7 @@ package (``data_scripts/*.py`` are thin wrappers over these).
     convert camvid --input CamVid --output-dir data/camvid_180x240            a downsampled CamVid copy
     convert phantoms --output-dir data/phantom2d_v2 [--spatial-dims 2|3]      the embedded phantoms
     convert class-stats decathlon|cityscapes|voc ROOT --output-dir DIR        per-class shares: CSV, markdown, chart
+    convert training-domain --bundle B --dataset-dir DIR                       the metadata's training_domain
 """
 
 import argparse
@@ -14,7 +15,15 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["CONVERTERS", "convert_main", "acdc_main", "camvid_main", "phantoms_main", "class_stats_main"]
+__all__ = [
+    "CONVERTERS",
+    "convert_main",
+    "acdc_main",
+    "camvid_main",
+    "phantoms_main",
+    "class_stats_main",
+    "training_domain_main",
+]
 
 
 def acdc_main(argv: Optional[List[str]] = None) -> None:
@@ -159,8 +168,39 @@ def class_stats_main(argv: Optional[List[str]] = None) -> None:
         print(f"{kind}: {path}")
 
 
+def training_domain_main(argv: Optional[List[str]] = None) -> None:
+    """A bundle's ``training_domain`` (modality, spacing range, orientations, and for CT the intensity range) from the
+    training images of a Decathlon dataset, as the JSON to put into the bundle's metadata.json (printed, or --output)."""
+    import json
+
+    from medseg_dropclass.data.decathlon import read_dataset_json
+    from medseg_dropclass.data.domain import training_domain
+    from medseg_dropclass.engine.bundles import inference_parser
+
+    parser = argparse.ArgumentParser(
+        prog="python -m medseg_dropclass convert training-domain", description=training_domain_main.__doc__
+    )
+    parser.add_argument("--bundle", required=True, help="the bundle whose input modality is recorded")
+    parser.add_argument("--dataset-dir", required=True, help="the folder of the dataset.json it was trained on")
+    parser.add_argument("--output", default=None, help="write the JSON here (an existing file is not replaced)")
+    args = parser.parse_args(argv)
+    info = read_dataset_json(args.dataset_dir)
+    modality = str(inference_parser(args.bundle).get("_meta_#network_data_format#inputs#image#modality"))
+    training = json.loads(info.path.read_text()).get("training", [])
+    files = [str(info.path.parent / entry["image"]) for entry in training]
+    domain = training_domain(files, modality, absolute_intensity=modality.upper() == "CT")
+    text = json.dumps({"training_domain": domain}, indent=1)
+    if args.output:
+        if pathlib.Path(args.output).exists():
+            print(f"error: {args.output} exists; nothing written", file=sys.stderr)
+            sys.exit(1)
+        pathlib.Path(args.output).write_text(text + "\n")
+    print(text)
+
+
 CONVERTERS: Dict[str, Callable[[Optional[List[str]]], None]] = {
     "acdc": acdc_main, "camvid": camvid_main, "phantoms": phantoms_main, "class-stats": class_stats_main,
+    "training-domain": training_domain_main,
 }  # fmt: skip
 
 

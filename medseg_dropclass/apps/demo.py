@@ -34,7 +34,9 @@ def run_demo(
     from medseg_dropclass.study.report import write_report
 
     results = run_study(output_dir, DEMO_ARMS, [seed], max_epochs, dataset_dir)
-    report = write_report(results, output_dir, title=f"Demo: baseline vs DropClass on the 2D phantoms, one seed, {max_epochs} epochs")
+    report = write_report(
+        results, output_dir, title=f"Demo: baseline vs DropClass on the 2D phantoms, one seed, {max_epochs} epochs"
+    )
     if figures:
         write_figures(results, output_dir)
     print(report.read_text())

@@ -16,7 +16,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,6 +80,7 @@ class PredictionInputs:
             raise ValueError(f"output format {output_format!r}: use one of {', '.join(OUTPUT_FORMATS)}")
         self.output_format = output_format
         self.series: Dict[str, Tuple[str, List[str]]] = {}  # converted image -> (series UID, slice files in order)
+        self.origins: Dict[str, str] = {}  # converted image -> the DICOM folder it came from
         modality = str(modality or "").upper()
         path = pathlib.Path(source)
         if (
@@ -103,6 +104,7 @@ class PredictionInputs:
             )
             self.items = [{"image": str(target)}]
             self.series[str(target)] = (uid, list(files))
+            self.origins[str(target)] = str(source)
         elif path.is_file() and path.name.lower().endswith(tuple(suffixes)):
             self.items = [{"image": str(path.resolve())}]
         else:
@@ -129,8 +131,11 @@ class PredictionInputs:
         class_names: Sequence[str],
         algorithm_name: str,
         algorithm_version: str,
+        segment_codes: Optional[Mapping] = None,
+        notices: Sequence[str] = (),
     ) -> str:
-        """The label map ``label_file`` predicted for ``image`` as a DICOM SEG over the series it came from."""
+        """The label map ``label_file`` predicted for ``image`` as a DICOM SEG over the series it came from
+        (segments coded by ``segment_codes``, ``notices`` in its content description)."""
         import SimpleITK as sitk
 
         from medseg_dropclass.data.dicom import keep_locale
@@ -139,7 +144,16 @@ class PredictionInputs:
         _, files = self.series[image]
         with keep_locale():
             label = sitk.ReadImage(str(label_file))
-        return write_dicom_seg(label, files, output, class_names, algorithm_name, algorithm_version)
+        return write_dicom_seg(
+            label,
+            files,
+            output,
+            class_names,
+            algorithm_name,
+            algorithm_version,
+            segment_codes=segment_codes,
+            notices=notices,
+        )
 
 
 def predict(
@@ -154,6 +168,7 @@ def predict(
     series_uid: Optional[str] = None,
     output_format: str = "nifti",
     stream_above: int = STREAM_ABOVE_VOXELS,
+    review: bool = False,
 ) -> Dict[str, object]:
     """Segment every image of ``source`` (a file, a folder, a JSON datalist or a folder holding a DICOM series)
     into ``output_dir``; with ``output_format="dicom-seg"`` a DICOM series also gets ``<name>_seg.dcm``, a DICOM
@@ -163,8 +178,11 @@ def predict(
     progress over the windows); its class map goes back to the input grid by nearest neighbour (smaller cases: the
     class scores are resampled, then argmaxed; identical where the preprocessing does not resample).
 
+    Each case is first compared with the bundle's training domain (notices printed and kept; see
+    :class:`CaseSegmenter`); ``review=True`` also writes ``review.html`` into ``output_dir``.
+
     Returns ``{"cases": number of cases, "written": [output files], "failed": {input: "Type: message"}, "problems":
-    {input: message}}``.
+    {input: message}, "notices": {input: [notice]}, "review": the review page or None}``.
 
     Raises:
         FileNotFoundError: no checkpoint / model file, or no input image.
@@ -199,7 +217,7 @@ def predict(
         require_file(str(model), "ONNX model")
         network, device = OnnxNetwork(model), torch.device("cpu")
     network.eval()
-    return _predict_items(parser, network, device, str(output_dir), progress, stream_above)
+    return _predict_items(parser, network, device, str(output_dir), progress, stream_above, review)
 
 
 def _parsed(parser, key: str):
@@ -240,6 +258,15 @@ class CaseSegmenter:
         preprocessing: the bundle's preprocessing object; ``inferer``: its inferer; ``network``: a module (or
             :class:`OnnxNetwork`) with its weights, on ``device``.
         class_names, algorithm: the segment names and ``(name, version)`` written into DICOM SEGs.
+        segment_codes: the bundle metadata's DICOM codes and colours per class (SEG segments, review page).
+        domain, modality: the bundle metadata's ``training_domain`` and input modality: each case is compared with
+            them first (:func:`~medseg_dropclass.data.domain.domain_notices`); a notice is printed, written into
+            the SEG's content description and shown on the review page.
+        review: also write ``review.html`` (:func:`~medseg_dropclass.apps.review.write_review_page`) into
+            ``output_dir``; an existing one is replaced only with ``overwrite``.
+
+    Raises:
+        FileExistsError: ``review`` where ``output_dir`` already holds a review page (without ``overwrite``).
     """
 
     def __init__(
@@ -255,15 +282,26 @@ class CaseSegmenter:
         algorithm: Sequence[str] = ("", ""),
         stream_above: int = STREAM_ABOVE_VOXELS,
         progress: bool = True,
+        segment_codes: Optional[Mapping] = None,
+        domain: Optional[Mapping] = None,
+        modality: Optional[str] = None,
+        review: bool = False,
+        overwrite: bool = False,
     ) -> None:
+        from medseg_dropclass.apps.review import REVIEW_FILE
+
+        if review and not overwrite and (pathlib.Path(output_dir) / REVIEW_FILE).exists():
+            raise FileExistsError(f"{pathlib.Path(output_dir) / REVIEW_FILE} exists: pass --overwrite to replace it")
         self.cases, self.names, self.preprocessing, self.inferer = cases, output_names, preprocessing, inferer
         self.network, self.device, self.output_dir = network.eval(), torch.device(device), str(output_dir)
         self.class_names, self.algorithm = list(class_names), (str(algorithm[0]), str(algorithm[1]))
         self.stream_above, self.progress = int(stream_above), progress
+        self.segment_codes, self.domain, self.modality = dict(segment_codes or {}), domain, modality
+        self.review = bool(review)
 
     def __call__(self) -> Dict[str, object]:
         """Segment every case; ``{"cases": count, "written": [files], "failed": {input: "Type: message"}, "problems":
-        {input: message}}``."""
+        {input: message}, "notices": {input: [notice]}, "review": page or None}``."""
         from monai.data import MetaTensor
         from monai.inferers import SlidingWindowInferer
         from tqdm import tqdm
@@ -279,7 +317,9 @@ class CaseSegmenter:
         if isinstance(self.inferer, SlidingWindowInferer):
             slab = SlabArgmaxInferer.like(self.inferer, progress=self.progress)
             slab_postprocessing = preprocessing.postprocessing("inference", output_dir, names, class_map=True)
-        written, failed, problems = [], {}, {}
+        from medseg_dropclass.data.domain import describe_image, domain_notices
+
+        written, failed, problems, notices, reviewed = [], {}, {}, {}, []
         with folder_lock(output_dir):  # one writer per output folder, taken once the outputs are known to be writable
             for item in tqdm(self.cases.items, desc="predict", unit="case", disable=not self.progress):
                 source_file = item["image"]
@@ -287,6 +327,11 @@ class CaseSegmenter:
                 if self.cases.output_format == "dicom-seg":
                     targets.append(pathlib.Path(output_dir) / f"{names[source_file]}_seg.dcm")
                 try:
+                    first_file = source_file if isinstance(source_file, str) else source_file[0]
+                    notices[source_file] = domain_notices(describe_image(first_file), self.domain, self.modality)
+                    for notice in notices[source_file]:
+                        origin = self.cases.origins.get(source_file, source_file)
+                        print(f"{origin}: {notice}", file=sys.stderr, flush=True)
                     data = transforms(dict(item))
                     image = data["image"]
                     # a large volume goes slab by slab to its class map (in memory: the map and one slab of scores)
@@ -298,18 +343,43 @@ class CaseSegmenter:
                     )
                     del prediction
                     (slab_postprocessing if large else postprocessing)(data)
+                    if not targets[0].is_file():  # the writer's name differs from the planned one: never claim it
+                        raise RuntimeError(f"{targets[0]}: not written (the writer chose another name)")
                     if len(targets) > 1:
                         self.cases.write_dicom_seg(
-                            source_file, str(targets[0]), str(targets[1]), self.class_names, *self.algorithm
+                            source_file,
+                            str(targets[0]),
+                            str(targets[1]),
+                            self.class_names,
+                            *self.algorithm,
+                            segment_codes=self.segment_codes,
+                            notices=notices[source_file],
                         )
                     written.extend(str(t) for t in targets)
+                    reviewed.append(
+                        {"name": names[source_file], "image": first_file, "label": str(targets[0]),
+                         "notices": notices[source_file]}
+                    )  # fmt: skip
                 except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
                     named = find_dataset_error(error) or error
                     failed[source_file], problems[source_file] = f"{type(named).__name__}: {named}", str(named)
                     for target in targets:
                         if target.exists():
                             target.unlink()  # nothing half-written stays (existing outputs were refused before the run)
-        return {"cases": len(self.cases.items), "written": written, "failed": failed, "problems": problems}
+            page = None
+            if self.review:
+                from medseg_dropclass.apps.review import REVIEW_FILE, write_review_page
+
+                page = write_review_page(
+                    reviewed,
+                    str(pathlib.Path(output_dir) / REVIEW_FILE),
+                    self.class_names,
+                    self.algorithm,
+                    self.segment_codes,
+                    problems,
+                )
+        result = {"cases": len(self.cases.items), "written": written, "failed": failed, "problems": problems}
+        return {**result, "notices": notices, "review": page}
 
     def run(self) -> Dict[str, object]:
         """:meth:`__call__` for a bundle config's ``run``: prints the count and raises :class:`CasesFailedError`
@@ -321,8 +391,11 @@ class CaseSegmenter:
         return result
 
 
-def _predict_items(parser, network, device, output_dir: str, progress: bool, stream_above: int) -> Dict[str, object]:
+def _predict_items(
+    parser, network, device, output_dir: str, progress: bool, stream_above: int, review: bool = False
+) -> Dict[str, object]:
     """The bundle's inference pieces around ``network``, through :class:`CaseSegmenter`."""
+    # the review page's check comes after the outputs' (an input or existing output is named first)
     segmenter = CaseSegmenter(
         _parsed(parser, "cases"),
         _parsed(parser, "output_names"),
@@ -335,6 +408,11 @@ def _predict_items(parser, network, device, output_dir: str, progress: bool, str
         (parser.get("_meta_#name"), parser.get("_meta_#version")),
         stream_above,
         progress,
+        segment_codes=parser.get("_meta_#segment_codes", {}),
+        domain=parser.get("_meta_#training_domain", None),
+        modality=parser.get("_meta_#network_data_format#inputs#image#modality", None),
+        review=review,
+        overwrite=bool(parser.get("overwrite", False)),
     )
     return segmenter()
 
@@ -371,6 +449,11 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
         "--overwrite", action="store_true", help="replace existing output files (an input is never replaced)"
     )
     parser.add_argument(
+        "--review",
+        action="store_true",
+        help="also write review.html: every case with its overlay, class volumes and notices (no server needed)",
+    )
+    parser.add_argument(
         "--stream-above",
         type=int,
         default=STREAM_ABOVE_VOXELS,
@@ -405,6 +488,7 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
             series_uid=args.series_uid,
             output_format=args.output_format,
             stream_above=args.stream_above,
+            review=args.review,
         )
     except (
         FileNotFoundError,
@@ -416,6 +500,8 @@ def predict_main(argv: Optional[List[str]] = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"{result['cases'] - len(result['failed'])} of {result['cases']} case(s) written to {args.output_dir}")
+    if result["review"]:
+        print(f"review page: {result['review']}")
     if result["failed"]:
         print(f"{len(result['failed'])} case(s) failed (nothing written for them):", file=sys.stderr)
         for source, message in result["failed"].items():

@@ -9,13 +9,14 @@ source series and SOP instances, per-frame positions, the segment sequence); wha
 """
 
 import pathlib
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from medseg_dropclass.data.domain import brief_notices
 from medseg_dropclass.data.transforms import DatasetError
 
-__all__ = ["label_frames", "segment_descriptions", "series_description_text", "RESEARCH_NOTICE", "write_dicom_seg", "read_dicom_seg"]
+__all__ = ["label_frames", "GENERIC_CODES", "segment_descriptions", "series_description_text", "RESEARCH_NOTICE", "write_dicom_seg", "read_dicom_seg"]
 
 
 def _read_sources(source_files: Sequence[str]):
@@ -68,23 +69,54 @@ def label_frames(label, source_files: Sequence[str], datasets=None, tolerance: f
     return np.ascontiguousarray(array[planes]).astype(np.uint8)
 
 
-def segment_descriptions(class_names: Sequence[str], algorithm_name: str, algorithm_version: str) -> list:
+GENERIC_CODES = {"category": ["85756007", "SCT", "Tissue"], "type": ["91723000", "SCT", "Anatomical Structure"]}
+
+
+def segment_descriptions(
+    class_names: Sequence[str],
+    algorithm_name: str,
+    algorithm_version: str,
+    segment_codes: Optional[Mapping[str, Mapping]] = None,
+) -> list:
     """One highdicom ``SegmentDescription`` per foreground class (segment ``k`` = class ``k``; 0 is background).
 
-    The classes carry generic codes (category "Tissue", type "Anatomical Structure"); the class name is the
-    segment label, which is what viewers show."""
+    ``segment_codes`` is the bundle metadata's ``segment_codes``: per class name ``{"category": [value, scheme,
+    meaning], "type": [...], "color": [r, g, b]}`` (e.g. SNOMED CT "Right ventricle" in category "Anatomical
+    Structure", "Lesion" in "Morphologically Abnormal Structure"); the colour becomes the segment's recommended
+    display colour. A class it does not name is coded Tissue / Anatomical Structure, with no colour.
+
+    Raises:
+        ValueError: an entry that is not three strings per code or three 0-255 integers per colour (names the class).
+    """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, version=algorithm_version, family=codes.cid7162.ArtificialIntelligence)
-    return [
-        hd.seg.SegmentDescription(
-            segment_number=k, segment_label=str(name)[:64], segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.AnatomicalStructure, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
+    descriptions = []
+    for k, name in enumerate(class_names):
+        if k == 0:
+            continue
+        entry = dict((segment_codes or {}).get(str(name)) or GENERIC_CODES)
+        concepts = {}
+        for key in ("category", "type"):
+            code = entry.get(key)
+            if not (isinstance(code, (list, tuple)) and len(code) == 3 and all(isinstance(v, str) and v for v in code)):
+                raise ValueError(f"segment_codes[{name!r}][{key!r}]: {code!r} is not [code value, scheme, meaning]")
+            concepts[key] = hd.sr.CodedConcept(*code)
+        color = entry.get("color")
+        if color is not None and not (
+            isinstance(color, (list, tuple)) and len(color) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+        ):
+            raise ValueError(f"segment_codes[{name!r}]['color']: {color!r} is not three integers 0-255")
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=k, segment_label=str(name)[:64], segmented_property_category=concepts["category"],
+                segmented_property_type=concepts["type"], algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*color) if color is not None else None,
+            )
         )
-        for k, name in enumerate(class_names) if k > 0
-    ]
+    return descriptions
 
 
 def write_dicom_seg(
@@ -95,11 +127,16 @@ def write_dicom_seg(
     algorithm_name: str,
     algorithm_version: str,
     series_description: Optional[str] = None,
+    segment_codes: Optional[Mapping[str, Mapping]] = None,
+    notices: Sequence[str] = (),
 ) -> str:
     """Write the label map ``label`` (SimpleITK image on the series' grid) as a binary DICOM SEG over ``source_files``.
 
     Returns the written path. Frames without any foreground are left out (highdicom's default); every class but
-    background is described, present or not, so segment numbers are the bundle's class indices.
+    background is described, present or not, so segment numbers are the bundle's class indices, coded by
+    ``segment_codes`` (:func:`segment_descriptions`). ``notices`` (e.g. an out-of-domain input, a demonstration
+    model) go first into the ContentDescription, in brief (:func:`~medseg_dropclass.data.domain.brief_notices`: the
+    field holds 64 characters).
 
     Raises:
         DatasetError: a source file that is not DICOM, a label map off the series' grid, or label values outside the classes.
@@ -119,7 +156,7 @@ def write_dicom_seg(
         source_images=datasets,
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(class_names, algorithm_name, algorithm_version),
+        segment_descriptions=segment_descriptions(class_names, algorithm_name, algorithm_version, segment_codes),
         series_instance_uid=hd.UID(),
         series_number=int(getattr(datasets[0], "SeriesNumber", 0) or 0) + 1000,
         sop_instance_uid=hd.UID(),
@@ -129,7 +166,7 @@ def write_dicom_seg(
         software_versions=f"medseg_dropclass {__version__}",
         device_serial_number="none",
         content_label="SEGMENTATION",
-        content_description=(series_description or f"{algorithm_name} {algorithm_version}")[:64],
+        content_description="; ".join([*brief_notices(notices), series_description or f"{algorithm_name} {algorithm_version}"])[:64],
         series_description=series_description_text(series_description or algorithm_name),
     )
     path = pathlib.Path(output)

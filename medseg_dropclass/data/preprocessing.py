@@ -104,7 +104,8 @@ class PlannedNames:
 
     def __call__(self, meta: Mapping, saver: object = None) -> dict:
         source = str(meta.get("filename_or_obj", ""))
-        return {"subject": self.names.get(source, output_stem(source)), "idx": None}
+        # MONAI drops what follows a subject's last dot as an extension ("1.2.3.4" -> "1.2.3"): give it one to drop
+        return {"subject": self.names.get(source, output_stem(source)) + ".stem", "idx": None}
 
 
 class DecathlonPreprocessing(Preprocessing):

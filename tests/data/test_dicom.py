@@ -41,7 +41,7 @@ def _write_slices(image, folder, size, spacing, uid, modality, orientation, shif
             "0020|0037": orientation(z) if orientation else "\\".join(map(str, direction[0:7:3] + direction[1:8:3])),
             "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]),
             "0020|0052": uid + ".9", "0010|0010": "Phantom^Test", "0010|0020": "TEST001", "0008|0020": "20261201",
-            "0020|0011": "3",
+            "0020|0011": "3", "0020|0010": "1",
         }
         for tag, value in tags.items():
             piece.SetMetaData(tag, value)

@@ -140,3 +140,44 @@ def test_ct_small_is_a_one_slice_series_and_a_nifti_input_cannot_become_a_seg(tm
 
     with pytest.raises(ValueError, match=r"imagesTs: --format dicom-seg needs a folder holding a DICOM series"):
         predict("phantom2d_dropclass", str(phantom2d / "imagesTs"), str(tmp_path / "n"), output_format="dicom-seg", progress=False)
+
+
+def test_segments_carry_the_bundles_codes_and_colours_and_the_seg_says_what_the_model_is(tmp_path, phantom3d):
+    phantom_series(phantom3d, tmp_path / "series_a")
+    result = predict("phantom3d_dropclass", str(tmp_path / "series_a"), str(tmp_path / "out"), output_format="dicom-seg", progress=False)
+    seg = pydicom.dcmread(result["written"][1])
+    codes = inference_parser("phantom3d_dropclass").get("_meta_#segment_codes")
+    for segment in seg.SegmentSequence:
+        entry = codes[segment.SegmentLabel]
+        category, kind = segment.SegmentedPropertyCategoryCodeSequence[0], segment.SegmentedPropertyTypeCodeSequence[0]
+        assert [category.CodeValue, category.CodingSchemeDesignator, category.CodeMeaning] == entry["category"]
+        assert [kind.CodeValue, kind.CodingSchemeDesignator, kind.CodeMeaning] == entry["type"]
+        assert hd.color.CIELabColor.from_dicom_value(segment.RecommendedDisplayCIELabValue).to_rgb() == tuple(entry["color"])
+    lesions = [s.SegmentLabel for s in seg.SegmentSequence if s.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"]
+    assert lesions == ["lesion_a", "lesion_b", "lesion_c"]  # Morphologically Abnormal Structure
+    assert seg.ContentDescription.startswith("DEMONSTRATION MODEL; ")
+    assert seg.SeriesDescription.startswith("RESEARCH USE ONLY")
+    with pytest.raises(ValueError, match=r"segment_codes\['organ'\]\['type'\]: \['1', 'SCT'\] is not \[code value"):
+        hd_codes = {"organ": {"category": ["1", "SCT", "x"], "type": ["1", "SCT"]}}
+        from medseg_dropclass.data.dicom_seg import segment_descriptions
+
+        segment_descriptions(["background", "organ"], "m", "1", hd_codes)
+
+
+def test_every_bundle_that_takes_dicom_codes_every_class():
+    from medseg_dropclass.engine.bundles import available_bundles
+
+    for bundle in available_bundles():
+        meta = inference_parser(bundle)
+        if str(meta.get("_meta_#network_data_format#inputs#image#modality")).upper() in ("CT", "MR", "SYNTHETIC"):
+            names = meta.get_parsed_content("class_names")[1:]
+            assert sorted(meta.get("_meta_#segment_codes", {})) == sorted(names), bundle
+
+
+@pytest.mark.services
+def test_dciodvfy_finds_no_error_and_no_warning_in_a_seg(tmp_path, phantom3d):
+    from tests.programs import dciodvfy
+
+    phantom_series(phantom3d, tmp_path / "series_a")
+    result = predict("phantom3d_dropclass", str(tmp_path / "series_a"), str(tmp_path / "out"), output_format="dicom-seg", progress=False)
+    assert dciodvfy(result["written"][1]) == []
