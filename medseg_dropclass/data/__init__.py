@@ -2,7 +2,8 @@
 
 Every loader yields the same dict samples, ``{"image": (C, *spatial), "label": (1, *spatial)}``; the
 transforms of every stage come from one :class:`Preprocessing` object per dataset family. Also DICOM series in and
-DICOM SEG out, converters (ACDC, CamVid) and dataset checks. May import MONAI, the readers (nibabel, ITK, SimpleITK,
+DICOM SEG out, a model's training domain and the notices for inputs outside it (``domain``), converters (ACDC,
+CamVid) and dataset checks. May import MONAI, the readers (nibabel, ITK, SimpleITK,
 pydicom, highdicom) and the floors below (``validation``, ``dropclass``, ``networks``, ``evaluation``); never the
 engine, studies or apps.
 """
