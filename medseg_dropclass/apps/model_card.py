@@ -116,7 +116,25 @@ def _means(results: dict, arm: str, split: str) -> np.ndarray:
     return seed_mean(case_matrix(results, arm, split, "Dice"))
 
 
-def _failure_modes(results: dict, arm: str) -> List[str]:
+def _input_checks(metadata: dict) -> str:
+    """What happens to an input unlike the training data, as the code does it (data.dicom, data.domain)."""
+    image = metadata.get("network_data_format", {}).get("inputs", {}).get("image", {})
+    modality = str(image.get("modality", ""))
+    if modality.lower() == "synthetic":
+        return (
+            "this is a demonstration model trained on synthetic phantoms: any input of the right channel count is "
+            "segmented, and every output (log, review page, DICOM SEG) says `DEMONSTRATION: trained on synthetic "
+            "phantoms only`"
+        )
+    domain = "" if metadata.get("training_domain") else " (this bundle records no training domain: no such notices)"
+    refused = f"a DICOM series of a modality other than {modality} or " if modality.upper() in ("CT", "MR") else ""
+    return (
+        f"inputs of {refused}another channel count are refused; a spacing, slice plane or CT intensity range outside "
+        f"the training domain gives an out-of-domain notice in the log, the review page and the SEG{domain}"
+    )
+
+
+def _failure_modes(results: dict, arm: str, metadata: Optional[dict] = None) -> List[str]:
     from medseg_dropclass.data.stats import RARE
     from medseg_dropclass.study.report import shifted_split
 
@@ -157,7 +175,7 @@ def _failure_modes(results: dict, arm: str) -> List[str]:
     lines.append(
         f"- **Not covered by the evaluation**: only the splits {', '.join(f'`{s}`' for s in results['splits'])} of "
         "the training dataset were scored; other scanners, sites, protocols, populations and image qualities were "
-        "not; calibration and uncertainty were not evaluated; inputs of another modality or channel count are refused."
+        f"not; calibration and uncertainty were not evaluated; {_input_checks(metadata or {})}."
     )
     return lines
 
@@ -254,7 +272,7 @@ def model_card(
             f"(Figures: {'the shipped model' if model is not None else f'the `{arm}` arm'}.)",
             "",
         ]
-        lines += _failure_modes(results, arm) + [""]
+        lines += _failure_modes(results, arm, metadata) + [""]
     else:
         lines += [
             "## Known failure modes",

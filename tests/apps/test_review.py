@@ -81,3 +81,14 @@ def test_chromium_renders_the_page_without_errors(reviewed, tmp_path):
     pixels = np.asarray(Image.open(tmp_path / "shot.png").convert("RGB"))
     assert pixels.shape[:2] == (800, 1000) and pixels.std() > 20  # not blank
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # pictures, not a flat page
+
+
+def test_the_inference_config_writes_the_same_page(reviewed, phantom3d, tmp_path):
+    out, _ = reviewed
+    done = run_cli("run", "phantom3d_dropclass", "inference", "--input", str(phantom3d / "imagesTr"), "--output-dir",
+                   str(tmp_path), "--review", "True", cwd=REPO_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    sections = [p.split("<table>")[0] for p in (out / "review.html").read_text().split('<section class="case"')[1:]]
+    assert [
+        p.split("<table>")[0] for p in (tmp_path / "review.html").read_text().split('<section class="case"')[1:]
+    ] == sections
