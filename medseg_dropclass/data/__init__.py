@@ -8,6 +8,7 @@ pydicom, highdicom) and the floors below (``validation``, ``dropclass``, ``netwo
 engine, studies or apps.
 """
 
+from medseg_dropclass.data.copy_paste import RandCopyPasted, object_bank
 from medseg_dropclass.data.decathlon import (
     DecathlonInfo,
     decathlon_datalist,
@@ -47,6 +48,8 @@ from medseg_dropclass.data.verify import check_dataset, verify_datalist
 from medseg_dropclass.data.writers import SaveLabelPNGd
 
 __all__ = [
+    "RandCopyPasted",
+    "object_bank",
     "CacheDataset",
     "Dataset",
     "DatasetError",

@@ -57,6 +57,48 @@ class Preprocessing:
 
     def __init__(self) -> None:
         self._built: Dict[str, NamedErrorsCompose] = {}
+        self.copy_paste: Optional[Mapping] = None
+        self.copy_paste_cases: Sequence[Mapping] = ()
+
+    def set_copy_paste(self, options: Optional[Mapping], cases: Sequence[Mapping]) -> None:
+        """Rare-object copy-paste in training (:class:`~medseg_dropclass.data.copy_paste.RandCopyPasted`):
+        ``options`` are its arguments plus ``classes`` (default: those under 1% of ``cases``' labels) and
+        ``min_voxels``; the bank is built from ``cases`` at the first training sample. ``None``: off."""
+        if options is not None:
+            allowed = {"prob", "max_objects", "avoid_host", "blend_sigma", "attempts", "classes", "min_voxels"}
+            unknown = sorted(set(options) - allowed)
+            if unknown:
+                raise ValueError(f"copy_paste options {unknown} unknown; known: {sorted(allowed)}")
+        self.copy_paste, self.copy_paste_cases = (dict(options) if options else None), list(cases)
+        self._built.pop("train", None)  # built again with (or without) the step
+
+    def train_transforms(self, copy_paste: Optional[Mapping] = None, cases: Sequence[Mapping] = ()) -> NamedErrorsCompose:
+        """The training transforms, with rare-object copy-paste when ``copy_paste`` gives its options
+        (:meth:`set_copy_paste`; the bundles' ``copy_paste`` key, ``cases`` their training datalist)."""
+        if copy_paste != self.copy_paste or (copy_paste and list(cases) != self.copy_paste_cases):
+            self.set_copy_paste(copy_paste, cases)
+        return self.transforms("train")
+
+    def _copy_paste_step(self, deterministic: List[MapTransform], indices_key: Optional[str]) -> List[MapTransform]:
+        """The copy-paste step after ``deterministic`` (the steps that load and normalise a case), or nothing."""
+        if not self.copy_paste:
+            return []
+        from monai.transforms import Compose
+
+        from medseg_dropclass.data.copy_paste import RandCopyPasted, object_bank
+
+        options = dict(self.copy_paste)
+        classes, min_voxels = options.pop("classes", None), int(options.pop("min_voxels", 1))
+        load, cases = Compose(list(deterministic)), self.copy_paste_cases
+        num_classes, ignore_index = self.num_classes, getattr(self, "ignore_index", None)
+        ignore_index = 255 if ignore_index is None else ignore_index
+
+        def build_bank():
+            return object_bank(cases, load, classes, min_voxels, num_classes=num_classes, ignore_index=ignore_index)
+
+        return [
+            RandCopyPasted(("image", "label"), build_bank=build_bank, indices_key=indices_key, num_classes=num_classes, **options)
+        ]
 
     def transforms(self, stage: str) -> NamedErrorsCompose:
         """The transforms of ``stage`` (one of :data:`STAGES`); the same object on every call."""
@@ -190,10 +232,12 @@ class DecathlonPreprocessing(Preprocessing):
             low, high = self.intensity
             steps.append(ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
         if stage == "train":
+            loaded_and_normalised = list(steps)
             if self.crop_size is not None:
                 steps.append(SpatialPadd(keys=moved, spatial_size=self.crop_size))
                 # where each class is: computed once, in the cached (deterministic) part of the pipeline
                 steps.append(ClassesToIndicesd(keys="label", num_classes=self.num_classes, indices_postfix="_class_indices"))
+                steps += self._copy_paste_step(loaded_and_normalised, "label_class_indices")  # updates the indices
                 steps.append(
                     RandBalancedCropd(
                         keys=moved, label_key="label", spatial_size=self.crop_size, num_classes=self.num_classes,
@@ -201,6 +245,8 @@ class DecathlonPreprocessing(Preprocessing):
                     )
                 )
                 steps.append(DeleteItemsd(keys="label_class_indices"))
+            else:
+                steps += self._copy_paste_step(loaded_and_normalised, None)
             in_plane = self.spatial_dims - 1 if self.train_on_slices else self.spatial_dims
             steps += [RandFlipd(keys=moved, prob=0.5, spatial_axis=axis) for axis in range(in_plane)]
             if self.train_on_slices:
@@ -296,6 +342,7 @@ class NaturalImagePreprocessing(Preprocessing):
             NormalizeIntensityd(keys="image", subtrahend=self.mean, divisor=self.std, channel_wise=True),
         ]
         if stage == "train":
+            steps += self._copy_paste_step(list(steps), None)
             if self.scale_range is not None:
                 low, high = self.scale_range
                 steps.append(RandZoomd(keys=keys, prob=1.0, min_zoom=low, max_zoom=high, mode=("bilinear", "nearest"), keep_size=False))
