@@ -297,6 +297,9 @@ class MaskedDiceCELoss(nn.Module):
         lambda_dice, lambda_ce: weights of the two terms.
         smooth_nr, smooth_dr: Dice smoothing (MONAI's defaults).
         ignore_index: label value excluded from both terms.
+        pixel_loss: the pixel term in place of cross-entropy (``weight`` then unused), e.g. a focal, top-k or
+            logit-adjusted cross-entropy (:mod:`~medseg_dropclass.dropclass.pixel_losses`); it must leave
+            ``ignore_index`` pixels out.
     """
 
     def __init__(
@@ -309,6 +312,7 @@ class MaskedDiceCELoss(nn.Module):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         ignore_index: int = 255,
+        pixel_loss: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         self.dice = DiceLoss(
@@ -322,7 +326,9 @@ class MaskedDiceCELoss(nn.Module):
             reduction="none",
         )
         self.include_background = include_background
-        self.cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
+        self.pixel_loss = (
+            pixel_loss if pixel_loss is not None else nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
+        )
         self.lambda_dice = lambda_dice
         self.lambda_ce = lambda_ce
 
@@ -336,4 +342,4 @@ class MaskedDiceCELoss(nn.Module):
                 keep = [c for c in range(per_class.shape[1]) if c != column]
                 per_class = per_class[:, keep]
         dice = per_class.mean() if per_class.numel() else logits.sum() * 0.0
-        return self.lambda_dice * dice + self.lambda_ce * self.cross_entropy(logits, target)
+        return self.lambda_dice * dice + self.lambda_ce * self.pixel_loss(logits, target)
