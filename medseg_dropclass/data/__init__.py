@@ -9,6 +9,7 @@ engine, studies or apps.
 """
 
 from medseg_dropclass.data.copy_paste import RandCopyPasted, object_bank
+from medseg_dropclass.data.crops import ClassFirstSampler, class_first_sampler
 from medseg_dropclass.data.decathlon import (
     DecathlonInfo,
     decathlon_datalist,
@@ -48,6 +49,8 @@ from medseg_dropclass.data.verify import check_dataset, verify_datalist
 from medseg_dropclass.data.writers import SaveLabelPNGd
 
 __all__ = [
+    "ClassFirstSampler",
+    "class_first_sampler",
     "RandCopyPasted",
     "object_bank",
     "CacheDataset",

@@ -318,6 +318,23 @@ class CacheDataset(NamedErrors, MonaiCacheDataset):
             transform = NamedErrorsCompose(transform.transforms)
         super().__init__(data, transform, **kwargs)
 
+    def _transform(self, index: int):
+        """An index past the cases is a class-first request (:class:`~medseg_dropclass.data.crops.ClassFirstSampler`):
+        that case, its crops centred on the requested class."""
+        if index < len(self.data):
+            return super()._transform(index)
+        from medseg_dropclass.data.crops import RandBalancedCropd
+
+        case, request = index % len(self.data), index // len(self.data) - 1
+        crops = [t for t in getattr(self.transform, "transforms", []) if isinstance(t, RandBalancedCropd)]
+        for crop in crops:
+            crop.requested_class = request
+        try:
+            return super()._transform(case)
+        finally:
+            for crop in crops:
+                crop.requested_class = None
+
     def _fill_cache(self, indices=None) -> list:
         from concurrent.futures import ThreadPoolExecutor
 

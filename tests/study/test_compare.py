@@ -232,6 +232,18 @@ def test_every_arm_builds_its_loss_sampler_network_and_optimizer(phantom2d):
             assert loss.dropped_dice_without_z is False
         if name == "head_control":
             assert controller.sampler(1.0) is None
+        pixel = {
+            "dicefocal": "MaskedFocalLoss",
+            "topk": "TopKCrossEntropyLoss",
+            "logit_adjusted": "LogitAdjustedCrossEntropyLoss",
+        }
+        if name in pixel:  # the alternatives: one change each, the loss's pixel term
+            assert type(loss.base_loss.pixel_loss).__name__ == pixel[name], name
+        if "copy_paste" in name:
+            steps = parser.get_parsed_content("train#dataset").transform.transforms
+            assert any(type(t).__name__ == "RandCopyPasted" for t in steps), name
+        if name == "class_first":
+            assert type(parser.get_parsed_content("train#dataloader").sampler).__name__ == "ClassFirstSampler"
 
 
 def test_validation_curves_read_the_tensorboard_logs(tmp_path):
