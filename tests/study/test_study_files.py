@@ -19,6 +19,9 @@ def test_the_studies_are_files():
         "acdc_shift_budget",
         "camvid",
         "acdc_shift_dcm_replication",
+        "alternatives_phantoms",
+        "alternatives_camvid",
+        "alternatives_acdc",
     }
 
 
