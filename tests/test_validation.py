@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -126,3 +127,29 @@ def test_segmentation_evaluation_with_nothing_to_score_is_never_best():
     metric.reset()
     metric.update(([torch.zeros(1, 2, 2)], [torch.zeros(1, 2, 2)]))
     assert metric.compute() == 0.0  # foreground absent everywhere: NaN mean, reported as the worst value
+
+
+def test_segmentation_evaluation_adds_hd95_per_case_and_class_in_the_labels_spacing():
+    from monai.data import MetaTensor
+
+    from medseg_dropclass.evaluation.clinical import hausdorff95
+
+    metric = SegmentationEvaluation(3, ["bg", "a", "b"], hausdorff95=True)
+    metric.reset()
+    label = torch.zeros(1, 12, 12, dtype=torch.long)
+    label[0, 2:6, 2:6] = 1
+    prediction = torch.zeros(1, 12, 12, dtype=torch.long)
+    prediction[0, 3:7, 2:6] = 1  # shifted by one row; class b in neither
+    affine = torch.diag(torch.tensor([2.0, 0.5, 1.0, 1.0]))  # 2 mm rows, 0.5 mm columns
+    metric.update(([prediction], [MetaTensor(label, affine=affine, meta={"filename_or_obj": "/x/case_a.nii.gz"})]))
+    metric.compute()
+    case = metric.summary["metric_per_case"][0]
+    expected = hausdorff95(prediction[0].numpy(), label[0].numpy(), 1, [2.0, 0.5])
+    assert case["metrics"]["a"]["HD95"] == pytest.approx(expected) and expected == pytest.approx(2.0)  # one row, 2 mm
+    assert math.isnan(case["metrics"]["b"]["HD95"]) and case["voxel_ml"] == pytest.approx(2.0 * 0.5 / 1000)
+    assert metric.summary["mean"]["a"]["HD95"] == pytest.approx(expected)
+    plain = SegmentationEvaluation(3, ["bg", "a", "b"])
+    plain.reset()
+    plain.update(([prediction], [label]))
+    plain.compute()
+    assert "HD95" not in plain.summary["metric_per_case"][0]["metrics"]["a"]  # off by default (training)

@@ -40,12 +40,12 @@ def evaluate_model(
     counts = decathlon_class_counts(info.path)["counts"]
     share = (counts / counts.sum()).tolist()
     chosen = list(splits) if splits else evaluation_splits(info.path)
+    scored = {**overrides, "class_share": share, "validate#metric#hausdorff95": True}  # HD95 too, for the card
     summaries = {
-        split: evaluate_run(
-            bundle, {**overrides, "class_share": share}, checkpoint, split, pathlib.Path(work_dir) / f"eval_{split}"
-        )
+        split: evaluate_run(bundle, scored, checkpoint, split, pathlib.Path(work_dir) / f"eval_{split}")
         for split in chosen
     }
+    spacing_note = json.loads(info.path.read_text()).get("spacing")  # e.g. ACDC's h5 copy: none stored
     return {
         "bundle": pathlib.Path(bundle).name,
         "class_names": list(info.class_names),
@@ -54,6 +54,7 @@ def evaluate_model(
         "seeds": [0],
         "arms": {"model": {"seeds": {"0": {"summaries": summaries}}}},
         "source": f"{_shown(checkpoint)} on {_shown(info.path)}",
+        "spacing_note": spacing_note if isinstance(spacing_note, str) else None,
     }
 
 
@@ -106,6 +107,67 @@ def _performance_table(results: dict, arm: str, split: str) -> List[str]:
     lines = ["| class | training share | Dice [95% CI] | IoU [95% CI] | cases scored |", "|---|---:|---:|---:|---:|"]
     for k in _scored(names):
         lines.append(f"| {names[k]} | {100 * share[k]:.2f}% | {dice[k]} | {iou[k]} | {cases[k]} of {total} |")
+    return lines
+
+
+def _subset(results: dict, split: str, text: str) -> dict:
+    """``results`` with the shipped model's cases of ``split`` whose reference file name contains ``text`` only."""
+    import copy
+
+    subset = copy.deepcopy(results)
+    summary = subset["arms"]["model"]["seeds"]["0"]["summaries"][split]
+    summary["metric_per_case"] = [c for c in summary["metric_per_case"] if text in pathlib.Path(c["reference"]).name]
+    return subset
+
+
+def _clinical_lines(results: dict, split: str) -> List[str]:
+    """HD95 per class, Dice per case group (e.g. ACDC's ED and ES apart) and, for cardiac bundles, the ventricles'
+    end-diastolic volume and ejection fraction against the reference (Bland-Altman), for the shipped model."""
+    from medseg_dropclass.evaluation.clinical import cardiac_indices
+
+    names = results["class_names"]
+    summary = results["arms"]["model"]["seeds"]["0"]["summaries"][split]
+    cases, lines = summary["metric_per_case"], []
+    unit = "mm" if not results.get("spacing_note") else "voxels (see the spacing note)"
+    if cases and "HD95" in cases[0]["metrics"][names[-1]]:
+        hd95 = _per_class(results, "model", split, "HD95")
+        lines += [f"95th-percentile Hausdorff distance (MONAI's, in {unit}; cases where both maps hold the class):", ""]
+        lines += ["| class | HD95 [95% CI] |", "|---|---:|"] + [f"| {names[k]} | {hd95[k]} |" for k in _scored(names)]
+        lines.append("")
+    groups = summary.get("groups", {})
+    if groups:
+        columns = {
+            g: _per_class(_subset(results, split, part["match"]), "model", split, "Dice") for g, part in groups.items()
+        }
+        lines += [
+            "Dice per phase:",
+            "",
+            "| class | " + " | ".join(f"{g} ({groups[g]['cases']} cases)" for g in groups) + " |",
+        ]
+        lines += ["|---|" + "---:|" * len(groups)]
+        lines += [f"| {names[k]} | " + " | ".join(columns[g][k] for g in groups) + " |" for k in _scored(names)]
+        lines.append("")
+    if {"left_ventricle", "right_ventricle"} <= set(names):
+        indices = cardiac_indices(cases)
+        volume_unit = "mL" if not results.get("spacing_note") else "mL of nominal 1 mm voxels"
+        lines += [
+            "Clinical indices against the reference (Bland-Altman: bias of predicted minus reference, 95% limits of "
+            "agreement), per patient with both phases:",
+            "",
+            f"| structure | patients | EDV bias [limits] ({volume_unit}) | EF bias [limits] (points of %) |",
+            "|---|---:|---:|---:|",
+        ]
+        for structure in ("left_ventricle", "right_ventricle"):
+            edv, ef = indices[structure]["edv_agreement"], indices[structure]["ef_agreement"]
+            lines.append(
+                f"| {structure} | {edv['n']} | {edv['bias']:+.1f} [{edv['lower']:+.1f}, {edv['upper']:+.1f}] | "
+                f"{ef['bias']:+.1f} [{ef['lower']:+.1f}, {ef['upper']:+.1f}] |"
+            )
+        lines.append("")
+    if lines and results.get("spacing_note"):
+        lines += [f"Spacing note (dataset.json): {results['spacing_note']}. Volumes and distances are then in the "
+                  "voxels of that grid, not comparable with the challenge's millimetres; the ejection fraction, a "
+                  "ratio, is not affected.", ""]  # fmt: skip
     return lines
 
 
@@ -236,6 +298,7 @@ def model_card(
         ]
         for split in model["splits"]:
             lines += [f"### `{split}`", ""] + _performance_table(model, "model", split) + [""]
+            lines += _clinical_lines(model, split)
     elif study is None:
         lines += [
             "## Measured performance",

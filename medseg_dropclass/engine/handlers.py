@@ -122,6 +122,9 @@ class SegmentationEvaluation(Metric):
             reference file name contains ``text`` (e.g. ACDC's ``{"ED": "_ED.", "ES": "_ES."}``).
         output_transform: engine output -> ``(predictions, labels)``; per case ``(1, *spatial)`` class maps
             or ``(K, *spatial)`` scores, and ``(1, *spatial)`` labels (with the label file in their meta).
+        hausdorff95: also each class's 95th-percentile Hausdorff distance per case (MONAI's, in mm of the label's
+            spacing; :func:`~medseg_dropclass.evaluation.clinical.hausdorff95`) as ``HD95`` in the per-case metrics
+            and the means, and each case's voxel volume in mL (``voxel_ml``). Off in training (it costs time).
     """
 
     def __init__(
@@ -134,7 +137,9 @@ class SegmentationEvaluation(Metric):
         summary_path: Optional[str] = None,
         case_groups: Optional[Dict[str, str]] = None,
         output_transform: Callable = lambda output: output,
+        hausdorff95: bool = False,
     ) -> None:
+        self.hausdorff95 = bool(hausdorff95)
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
         if len(self.class_names) != self.num_classes:
@@ -162,7 +167,17 @@ class SegmentationEvaluation(Metric):
             )
             meta = getattr(label, "meta", {}) or {}
             reference = str(meta.get("filename_or_obj", f"case_{len(self.cases)}"))
-            self.cases.append({"reference": reference, "confusion": matrix.tolist()})
+            case = {"reference": reference, "confusion": matrix.tolist()}
+            if self.hausdorff95:
+                from medseg_dropclass.evaluation.clinical import hausdorff95
+
+                spacing = [float(v) for v in getattr(label, "pixdim", [1.0] * (label.ndim - 1))][: label.ndim - 1]
+                reference_map = torch.as_tensor(label).detach().cpu()[0].numpy()
+                case["hd95"] = [
+                    hausdorff95(classes.numpy(), reference_map, k, spacing) for k in range(self.num_classes)
+                ]
+                case["voxel_ml"] = float(np.prod(spacing)) / 1000.0
+            self.cases.append(case)
 
     def _all_cases(self) -> List[dict]:
         if not (dist.is_available() and dist.is_initialized()):
@@ -174,6 +189,8 @@ class SegmentationEvaluation(Metric):
     def compute(self) -> float:
         cases = self._all_cases()
         self.summary = summarize_cases(cases, self.class_names, self.class_share, self.include_background)
+        if self.hausdorff95:
+            self._add_hausdorff(cases)
         groups = {}
         for group, text in self.case_groups.items():
             members = [case for case in cases if text in pathlib.Path(case["reference"]).name]
@@ -189,6 +206,18 @@ class SegmentationEvaluation(Metric):
             self.summary["groups"] = groups
         value = self.summary["foreground_mean"]["Dice"]
         return 0.0 if math.isnan(value) else value  # nothing to score at all: worst, never "best"
+
+    def _add_hausdorff(self, cases: List[dict]) -> None:
+        """HD95 into the per-case metrics (matched by reference file) and the per-class means (over cases with a value)."""
+        by_reference = {case["reference"]: case for case in cases}
+        for entry in self.summary["metric_per_case"]:
+            case = by_reference[entry["reference"]]
+            entry["voxel_ml"] = case["voxel_ml"]
+            for k, name in enumerate(self.class_names):
+                entry["metrics"][name]["HD95"] = case["hd95"][k]
+        for k, name in enumerate(self.class_names):
+            values = [case["hd95"][k] for case in cases if not math.isnan(case["hd95"][k])]
+            self.summary["mean"][name]["HD95"] = float(np.mean(values)) if values else float("nan")
 
     def completed(self, engine: Any, name: str) -> None:
         engine.state.metrics[name] = self.compute()

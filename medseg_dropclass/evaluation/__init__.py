@@ -2,7 +2,13 @@
 Grad-CAM, the figure helper, and the clinical measures of cardiac segmentations (volumes, ejection fraction, Bland-Altman, HD95). May import torch, MONAI, numpy/matplotlib and ``medseg_dropclass.validation``:
 it scores predictions and networks handed to it and knows nothing of bundles, data layouts or studies."""
 
-from medseg_dropclass.evaluation.clinical import bland_altman, ejection_fraction, hausdorff95, structure_volume_ml
+from medseg_dropclass.evaluation.clinical import (
+    bland_altman,
+    cardiac_indices,
+    ejection_fraction,
+    hausdorff95,
+    structure_volume_ml,
+)
 from medseg_dropclass.evaluation.gradcam import class_gradcam, save_gradcam_overlays
 from medseg_dropclass.evaluation.metrics import (
     FREQUENCY_BINS,
@@ -30,4 +36,5 @@ __all__ = [
     "ejection_fraction",
     "bland_altman",
     "hausdorff95",
+    "cardiac_indices",
 ]

@@ -8,7 +8,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["structure_volume_ml", "ejection_fraction", "bland_altman", "hausdorff95"]
+__all__ = ["structure_volume_ml", "ejection_fraction", "bland_altman", "hausdorff95", "cardiac_indices"]
 
 
 def structure_volume_ml(label: np.ndarray, class_index: int, spacing_mm: Sequence[float]) -> float:
@@ -49,3 +49,44 @@ def hausdorff95(
     pair = [torch.stack([~m, m])[None].float() for m in (predicted, expected)]  # (1, 2, *spatial) one-hot
     spacing = None if spacing_mm is None else [float(s) for s in spacing_mm]
     return float(compute_hausdorff_distance(pair[0], pair[1], percentile=95, spacing=spacing)[0, 0])
+
+
+def cardiac_indices(
+    metric_per_case: Sequence[dict],
+    structures: Sequence[str] = ("left_ventricle", "right_ventricle"),
+    pattern: str = r"(patient\d+)_(ED|ES)\.",
+) -> Dict[str, Dict[str, object]]:
+    """End-diastolic volume and ejection fraction per patient and structure, predicted against reference, from an
+    evaluation summary's per-case metrics (voxel counts ``n_pred``/``n_ref`` and ``voxel_ml``; a case's patient and
+    phase from its reference file name by ``pattern``), with their Bland-Altman agreement.
+
+    Returns ``{structure: {"patients": [...], "edv_ml": (predicted, reference), "ef_percent": (predicted, reference),
+    "edv_agreement": bland_altman, "ef_agreement": bland_altman}}``; patients without both phases are left out.
+    """
+    import re
+
+    phases: Dict[str, Dict[str, dict]] = {}
+    for entry in metric_per_case:
+        found = re.search(pattern, str(entry["reference"]).split("/")[-1])
+        if found:
+            phases.setdefault(found.group(1), {})[found.group(2)] = entry
+    patients = sorted(p for p, both in phases.items() if {"ED", "ES"} <= set(both))
+    result: Dict[str, Dict[str, object]] = {}
+    for structure in structures:
+        volumes = {}
+        for side in ("n_pred", "n_ref"):
+            ed = [
+                phases[p]["ED"]["metrics"][structure][side] * phases[p]["ED"].get("voxel_ml", 0.001) for p in patients
+            ]
+            es = [
+                phases[p]["ES"]["metrics"][structure][side] * phases[p]["ES"].get("voxel_ml", 0.001) for p in patients
+            ]
+            volumes[side] = (ed, [ejection_fraction(d, s) for d, s in zip(ed, es)])
+        result[structure] = {
+            "patients": patients,
+            "edv_ml": (volumes["n_pred"][0], volumes["n_ref"][0]),
+            "ef_percent": (volumes["n_pred"][1], volumes["n_ref"][1]),
+            "edv_agreement": bland_altman(volumes["n_pred"][0], volumes["n_ref"][0]),
+            "ef_agreement": bland_altman(volumes["n_pred"][1], volumes["n_ref"][1]),
+        }
+    return result

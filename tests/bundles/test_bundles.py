@@ -749,6 +749,19 @@ def test_acdc_bundle_trains_on_slices_and_scores_whole_volumes_with_ed_and_es_ap
     metrics = (tmp_path / "e" / "metrics.csv").read_text()
     assert "ED/mean_dice" in metrics and "ES/dice/right_ventricle" in metrics
 
+    # the model card of such a model: HD95, ED and ES apart, the ventricles' EDV and EF against the reference
+    from tests.cli_runner import run_cli
+
+    card = tmp_path / "card.md"
+    done = run_cli("model-card", "--bundle", "acdc_dropclass", "--evaluate", "--ckpt", str(checkpoint), "--dataset-dir",
+                   str(data), "--splits", "test_shift", "--output", str(card), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = card.read_text()
+    assert "95th-percentile Hausdorff distance" in text and "| left_ventricle |" in text
+    assert "Dice per phase:" in text and "ED (2 cases)" in text and "ES (2 cases)" in text
+    assert "| right_ventricle | 2 |" in text and "EF bias [limits]" in text
+    assert "Spacing note (dataset.json)" in text  # the h5 copy stores no spacing: the card says what the units are
+
     run_bundle(
         "acdc_dropclass",
         "inference",

@@ -41,3 +41,26 @@ def test_hd95_of_a_shifted_square_and_absent_classes():
     assert hausdorff95(shifted, reference, 1, spacing_mm=(2.0, 1.0)) == pytest.approx(2 * distance)
     assert hausdorff95(reference, reference, 1) == 0.0
     assert math.isnan(hausdorff95(reference, reference, 2))
+
+
+def test_cardiac_indices_pair_the_phases_of_each_patient():
+    from medseg_dropclass.evaluation.clinical import cardiac_indices
+
+    def case(patient, phase, lv_pred, lv_ref):
+        counts = {"left_ventricle": {"n_pred": lv_pred, "n_ref": lv_ref}, "right_ventricle": {"n_pred": 1, "n_ref": 1}}
+        return {"reference": f"/d/acdc_{patient}_{phase}.nii.gz", "metrics": counts, "voxel_ml": 0.002}
+
+    cases = [
+        case("patient001", "ED", 1000, 1100),
+        case("patient001", "ES", 400, 500),
+        case("patient002", "ED", 2000, 2000),
+        case("patient002", "ES", 1000, 800),
+        case("patient003", "ED", 500, 500),
+    ]  # fmt: skip  (patient003 has no ES: left out)
+    lv = cardiac_indices(cases)["left_ventricle"]
+    assert lv["patients"] == ["patient001", "patient002"]
+    assert lv["edv_ml"] == ([2.0, 4.0], [2.2, 4.0])
+    np.testing.assert_allclose(lv["ef_percent"][0], [60.0, 50.0])
+    np.testing.assert_allclose(lv["ef_percent"][1], [100 * 600 / 1100, 60.0])
+    assert lv["edv_agreement"]["bias"] == pytest.approx(-0.1) and lv["edv_agreement"]["n"] == 2
+    assert lv["ef_agreement"]["bias"] == pytest.approx(np.mean([60.0 - 100 * 600 / 1100, 50.0 - 60.0]))
