@@ -211,93 +211,66 @@ def run_study(
     unknown = [a for a in arms if a not in registry]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; known: {', '.join(registry)}")
-    with folder_lock(str(pathlib.Path(output_dir).resolve()), "study folder"):
-        return _run_study(
-            output_dir,
-            arms,
-            seeds,
-            max_epochs,
-            dataset_dir,
-            bundle,
-            extra_overrides,
-            train,
-            eval_splits,
-            endpoint_classes,
-            named_classes,
-            registry,
-        )
+    with folder_lock(str(pathlib.Path(output_dir).resolve()), "study folder"):  # one writer per study folder
+        from medseg_dropclass.data import DEFAULT_2D, make_phantom_dataset, read_dataset_json
 
-
-def _run_study(
-    output_dir,
-    arms,
-    seeds,
-    max_epochs,
-    dataset_dir,
-    bundle,
-    extra_overrides,
-    train,
-    eval_splits,
-    endpoint_classes,
-    named_classes,
-    registry,
-):
-    from medseg_dropclass.data import DEFAULT_2D, make_phantom_dataset, read_dataset_json
-
-    bundle = str(find_bundle(bundle))
-    out = pathlib.Path(output_dir).resolve()
-    data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
-    if dataset_dir is None and not (data / "dataset.json").is_file():
-        make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
-    if not (data / "dataset.json").is_file() and not eval_splits:  # e.g. CamVid's split lists: no split names to read
-        raise ValueError(f"{data} has no dataset.json: name the labelled splits to score (--eval-splits, e.g. test)")
-    # the class share as the bundle computes it (its training split, labels through its preprocessing), once, passed on
-    # to every evaluation: one definition for the sampling weights, the frequency bins and the reports
-    class_names, share = bundle_class_share(bundle, {**(extra_overrides or {}), "dataset_dir": str(data)})
-    splits = list(eval_splits) if eval_splits else evaluation_splits(read_dataset_json(data).path)
-    unknown_classes = [name for name in endpoint_classes or [] if name not in class_names]
-    if unknown_classes:
-        raise ValueError(f"endpoint class(es) {unknown_classes} not in {class_names}")
-    for option, names in (named_classes or {}).items():
-        unknown_classes = sorted(set(names) - set(class_names))
+        bundle = str(find_bundle(bundle))
+        out = pathlib.Path(output_dir).resolve()
+        data = pathlib.Path(dataset_dir).resolve() if dataset_dir else out / "data" / "phantom2d_v2"
+        if dataset_dir is None and not (data / "dataset.json").is_file():
+            make_phantom_dataset(str(data), DEFAULT_2D, progress=False)
+        # e.g. CamVid's split lists: no split names to read
+        if not (data / "dataset.json").is_file() and not eval_splits:
+            raise ValueError(
+                f"{data} has no dataset.json: name the labelled splits to score (--eval-splits, e.g. test)"
+            )
+        # the class share as the bundle computes it (its training split, labels through its preprocessing), once,
+        # passed on to every evaluation: one definition for the sampling weights, the frequency bins and the reports
+        class_names, share = bundle_class_share(bundle, {**(extra_overrides or {}), "dataset_dir": str(data)})
+        splits = list(eval_splits) if eval_splits else evaluation_splits(read_dataset_json(data).path)
+        unknown_classes = [name for name in endpoint_classes or [] if name not in class_names]
         if unknown_classes:
-            raise ValueError(f"{option}: class(es) {unknown_classes} not in {class_names}")
-    val_interval = max(1, max_epochs // 10)
-    results: dict = {
-        "bundle": pathlib.Path(bundle).name,
-        "dataset_dir": str(data),
-        "class_names": class_names,
-        "class_share": share,
-        "splits": splits,
-        "arms": {},
-        "max_epochs": max_epochs,
-        "seeds": list(seeds),
-        "overrides": dict(extra_overrides or {}),
-        "endpoint_classes": list(endpoint_classes or []),
-    }
-    for arm in arms:
-        spec = registry[arm]
-        results["arms"][arm] = spec.results_entry()
-        for seed in seeds:
-            epochs = max_epochs * spec.budget
-            full = {
-                "dataset_dir": str(data),
-                "seed": seed,
-                "drop_seed": drop_seed(arm, seed),
-                "max_epochs": epochs,
-                "val_interval": val_interval * spec.budget,
-                **(extra_overrides or {}),
-                **spec.overrides,
-            }
-            arm_dir = out / arm / f"seed{seed}"
-            entry = _finished(arm_dir, full)
-            if entry is None and not train:
-                continue
-            if entry is None:
-                entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share)
-            results["arms"][arm]["seeds"][str(seed)] = entry
-            (out / "results.json").write_text(json.dumps(results, indent=1))
-    return results
+            raise ValueError(f"endpoint class(es) {unknown_classes} not in {class_names}")
+        for option, names in (named_classes or {}).items():
+            unknown_classes = sorted(set(names) - set(class_names))
+            if unknown_classes:
+                raise ValueError(f"{option}: class(es) {unknown_classes} not in {class_names}")
+        val_interval = max(1, max_epochs // 10)
+        results: dict = {
+            "bundle": pathlib.Path(bundle).name,
+            "dataset_dir": str(data),
+            "class_names": class_names,
+            "class_share": share,
+            "splits": splits,
+            "arms": {},
+            "max_epochs": max_epochs,
+            "seeds": list(seeds),
+            "overrides": dict(extra_overrides or {}),
+            "endpoint_classes": list(endpoint_classes or []),
+        }
+        for arm in arms:
+            spec = registry[arm]
+            results["arms"][arm] = spec.results_entry()
+            for seed in seeds:
+                epochs = max_epochs * spec.budget
+                full = {
+                    "dataset_dir": str(data),
+                    "seed": seed,
+                    "drop_seed": drop_seed(arm, seed),
+                    "max_epochs": epochs,
+                    "val_interval": val_interval * spec.budget,
+                    **(extra_overrides or {}),
+                    **spec.overrides,
+                }
+                arm_dir = out / arm / f"seed{seed}"
+                entry = _finished(arm_dir, full)
+                if entry is None and not train:
+                    continue
+                if entry is None:
+                    entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share)
+                results["arms"][arm]["seeds"][str(seed)] = entry
+                (out / "results.json").write_text(json.dumps(results, indent=1))
+        return results
 
 
 def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
