@@ -249,7 +249,13 @@ def pacs_main(argv: Optional[List[str]] = None) -> None:
     try:
         client = PacsClient(args.url)
         if args.watch:
-            watch(client, args.bundle, args.ckpt, args.poll_seconds, args.max_polls, args.work_dir)
+            try:
+                done = watch(client, args.bundle, args.ckpt, args.poll_seconds, args.max_polls, args.work_dir)
+            except KeyboardInterrupt:  # the way to stop watching
+                print("stopped watching", flush=True)
+                return
+            stored = sum(1 for result in done.values() if result.get("stored"))
+            print(f"watched {len(done)} series: {stored} SEG(s) stored", flush=True)
         else:
             segment_series(client, args.bundle, args.study, args.series, args.ckpt, args.force, args.work_dir)
     except (PacsError, FileNotFoundError, ValueError, CheckpointError) as error:

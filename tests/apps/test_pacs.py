@@ -99,5 +99,6 @@ def test_watch_segments_a_series_once_it_has_arrived(pacs, phantom3d, tmp_path):
     upload_phantom_series(pacs, phantom3d, tmp_path / "series", uid)
     done = pacs_cli(pacs, "--watch", "--poll-seconds", "0.1", "--max-polls", "4")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("stored") == 1  # seen complete at the 2nd poll, segmented once, left alone after
+    assert done.stdout.count("SEG 1.2") == 1  # seen complete at the 2nd poll, segmented once, left alone after
+    assert "watched 1 series: 1 SEG(s) stored" in done.stdout
     assert len(seg_series(pacs, uid + ".0")) == 1

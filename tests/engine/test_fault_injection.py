@@ -25,7 +25,7 @@ def test_a_run_killed_anywhere_and_restarted_ends_bitwise_equal_to_an_uninterrup
 
 def test_exact_resume_holds_with_rare_object_copy_paste(phantom2d, tmp_path):
     # the bank is rebuilt deterministically after a restart; the transform's RandomState comes back from the checkpoint
-    options = {"max_epochs": 3, "val_interval": 3, "batch_size": 2, "copy_paste": "{'prob': 1.0, 'max_objects': 2}"}
+    options = {"max_epochs": 2, "val_interval": 2, "batch_size": 2, "copy_paste": "{'prob': 1.0, 'max_objects': 2}"}
     timed(train_command(phantom2d, tmp_path / "straight", **options))
     log = run_with_kills(train_command(phantom2d, tmp_path / "killed", **options), [KillPoint(step=3)])
     assert log[0].endswith("killed"), log
