@@ -60,6 +60,12 @@ def finished_seeds(results: dict, *arms: str) -> List[int]:
     ]
 
 
+def _run(results: dict, arm: str, seed) -> dict:
+    """One finished run's entry (seeds are keys as text in a results.json, as numbers in memory)."""
+    runs = results["arms"][arm]["seeds"]
+    return runs[str(seed)] if str(seed) in runs else runs[seed]
+
+
 def case_groups(results: dict, split: str) -> Dict[str, str]:
     """``{group: text}`` of the evaluation's case groups on ``split`` (e.g. ACDC's ED/ES), from a finished run."""
     for entry in results["arms"].values():
@@ -534,7 +540,8 @@ def write_report(
     ]
     for arm in arms:
         # a resumed run's time covers only its last part
-        costs = [entry["cost"] for entry in results["arms"][arm]["seeds"].values() if not entry.get("resumed")]
+        runs = [_run(results, arm, seed) for seed in seeds]  # the seeds of every other table
+        costs = [entry["cost"] for entry in runs if not entry.get("resumed")]
         if not costs:
             lines.append(f"| {arm} | n/a (resumed runs only) | | |")
             continue
@@ -551,7 +558,7 @@ def write_report(
         "|---|---:|---:|---:|",
     ]
     for arm in arms:
-        sims = [entry["similarity"] for entry in results["arms"][arm]["seeds"].values()]
+        sims = [_run(results, arm, seed)["similarity"] for seed in seeds]
         cells = [
             f"{np.mean([s[key] for s in sims]):.3f}"
             for key in ("most_frequent_mean_similarity", "least_frequent_mean_similarity", "mean_off_diagonal")

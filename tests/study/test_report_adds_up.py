@@ -102,3 +102,17 @@ if __name__ == "__main__":  # python -m tests.study.test_report_adds_up REPORT.m
     text = open(sys.argv[1]).read()
     splits = re.findall(r"## Dice per class, split `([^`]+)`", text)
     print(f"{check_report_adds_up(text, sys.argv[2:], splits)} printed differences equal the columns beside them")
+
+
+def test_costs_and_similarities_are_on_the_seeds_of_every_other_table(tmp_path):
+    rng = np.random.default_rng(0)
+    values = {arm: {"test": rng.uniform(0, 1, (5, 10, 3))} for arm in ("baseline", "dropclass")}
+    results = fake_results(values)
+    results["splits"] = ["test"]
+    del results["arms"]["dropclass"]["seeds"]["4"]  # in progress: baseline has seed 4 alone
+    extra = results["arms"]["baseline"]["seeds"]["4"]
+    extra["similarity"] = {key: 9.0 for key in extra["similarity"]}
+    extra["cost"] = {"seconds": 1.0, "peak_memory_mib": 9999.0, "images_per_second": 999.0}
+    report = write_report(results, str(tmp_path), n_resamples=20).read_text()
+    assert "| baseline | 0.100 | 0.200 | 0.300 |" in report  # seed 4's 9.0 left out, as in every other table
+    assert "| baseline | 10 | 5.0 | 100 |" in report and "`baseline` seed(s) 4" in report
