@@ -27,3 +27,4 @@ def test_demo_is_compare_with_two_arms_and_one_seed(phantom2d, tmp_path, capsys)
     assert all(f"| {name} |" in report for name in PHANTOM_CLASSES) and "split `test_shifted`" in report
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out and "report:" in out
+    assert out.count("thread(s), beside other runs)") == 2  # both arms trained side by side (--jobs 2)
