@@ -196,6 +196,7 @@ def predict(
     if backend not in ("torch", "onnxruntime"):
         raise ValueError(f"backend {backend!r}: use 'torch' or 'onnxruntime'")
     root = find_bundle(bundle)
+    checkpoint = pathlib.Path(ckpt) if ckpt else root / "models" / "model.pt"
     parser = inference_parser(
         root,
         output_dir=str(output_dir),
@@ -203,10 +204,10 @@ def predict(
         overwrite=overwrite,
         series_uid=series_uid,
         output_format=output_format,
+        **({"ckpt_path": str(checkpoint)} if backend == "torch" else {}),  # the network the checkpoint holds
     )
     device = parser.get_parsed_content("device")
     if backend == "torch":  # the model is checked before any case is read
-        checkpoint = pathlib.Path(ckpt) if ckpt else root / "models" / "model.pt"
         require_checkpoint(str(checkpoint))
         network = load_weights(parser.get_parsed_content("network_def").to(device), checkpoint, device)
     else:

@@ -78,22 +78,33 @@ class LogitAdjustedCrossEntropyLoss(nn.Module):
     """Cross-entropy of ``logits + tau * log(prior)`` over the labelled pixels (logit adjustment, Menon et al. 2021).
 
     Args:
-        class_share: the training prior of each class ``(K,)`` (the bundles' ``class_share``); a class with share 0
-            gets the smallest positive share (its log would be ``-inf``).
+        class_share: the training prior of each class ``(K,)``; ``None``: set later with :meth:`set_prior` (the
+            bundles do it when training starts, :class:`~medseg_dropclass.engine.LogitAdjustmentPrior`, so that the
+            training labels are counted only when this loss is chosen). A class with share 0 gets the smallest
+            positive share (its log would be ``-inf``).
         tau: the adjustment's strength (1: the Bayes-optimal balanced error for a calibrated model).
     """
 
-    def __init__(self, class_share: Sequence[float], tau: float = 1.0, ignore_index: int = 255) -> None:
+    def __init__(
+        self, class_share: Optional[Sequence[float]] = None, tau: float = 1.0, ignore_index: int = 255
+    ) -> None:
         super().__init__()
+        self.tau, self.ignore_index = float(tau), ignore_index
+        self.register_buffer("log_prior", torch.empty(0, dtype=torch.float64), persistent=False)
+        if class_share is not None:
+            self.set_prior(class_share)
+
+    def set_prior(self, class_share: Sequence[float]) -> None:
         share = torch.as_tensor(list(class_share), dtype=torch.float64)
         if share.ndim != 1 or share.numel() < 2 or bool((share < 0).any()) or float(share.sum()) <= 0:
             raise ValueError(f"class_share {list(class_share)} is not a prior over >= 2 classes")
         floor = share[share > 0].min()
         prior = torch.clamp(share, min=float(floor)) / share.clamp(min=float(floor)).sum()
-        self.register_buffer("log_prior", prior.log(), persistent=False)  # float64; cast to the logits' dtype
-        self.tau, self.ignore_index = float(tau), ignore_index
+        self.log_prior = prior.log().to(self.log_prior.device)  # float64; cast to the logits' dtype
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.log_prior.numel() == 0:
+            raise RuntimeError("LogitAdjustedCrossEntropyLoss has no class prior: give class_share or call set_prior")
         if logits.shape[1] != self.log_prior.numel():
             raise ValueError(f"{logits.shape[1]} classes in the logits, {self.log_prior.numel()} in class_share")
         if not bool(_labelled(target, self.ignore_index).any()):

@@ -9,6 +9,7 @@ from medseg_dropclass.engine.checkpoints import (
     EpochCheckpointSaver,
     ResumeFromCheckpoint,
     atomic_save,
+    checkpoint_has_dropclass,
     latest_checkpoint,
     read_checkpoint,
     report_model_file,
@@ -16,6 +17,7 @@ from medseg_dropclass.engine.checkpoints import (
 from medseg_dropclass.engine.controller import DropClassController
 from medseg_dropclass.engine.handlers import (
     DropClassTensorBoardHandler,
+    LogitAdjustmentPrior,
     NonFiniteLossError,
     OverlayImageHandler,
     SegmentationEvaluation,
@@ -27,6 +29,8 @@ from medseg_dropclass.engine.random_state import TrainingRandomState
 from medseg_dropclass.engine.run_lock import FolderLockedError, lock_folder, release_folder
 
 __all__ = [
+    "checkpoint_has_dropclass",
+    "LogitAdjustmentPrior",
     "BestModelSaver",
     "CheckpointError",
     "FolderLockedError",

@@ -219,11 +219,28 @@ def load_weights(network: Any, checkpoint: Union[str, pathlib.Path], map_locatio
     (its ``"network"`` entry), loaded with ``weights_only=True``. Returns the network.
 
     Raises:
-        CheckpointError: not a readable checkpoint of tensors and plain values."""
+        CheckpointError: not a readable checkpoint of tensors and plain values, or the weights of another network
+            (the message says which parameters differ; a baseline's weights lack the DropClass projection)."""
     from medseg_dropclass.engine.checkpoints import CheckpointError, read_checkpoint
 
     state = read_checkpoint(str(checkpoint), map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{checkpoint}: holds a {type(state).__name__}, not a state dict")
-    network.load_state_dict(state["network"] if isinstance(state.get("network"), dict) else state)
+    weights = state["network"] if isinstance(state.get("network"), dict) else state
+    expected = set(network.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if missing or unexpected:
+        hint = ""
+        if any(".projection." in k for k in missing) and not any(".projection." in k for k in unexpected):
+            hint = " (they are a baseline's: the network has no DropClass projection; run it with --dropclass False)"
+        elif any(".projection." in k for k in unexpected):
+            hint = " (they are a DropClass network's: run it with --dropclass True)"
+        raise CheckpointError(
+            f"{checkpoint}: the weights do not fit this bundle's network{hint}; missing {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}"
+        )
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:  # same names, other shapes: another class count or width
+        raise CheckpointError(f"{checkpoint}: the weights do not fit this bundle's network: {error}") from None
     return network

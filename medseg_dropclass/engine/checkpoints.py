@@ -27,6 +27,7 @@ from ignite.engine import Events
 from ignite.handlers import Checkpoint
 
 __all__ = [
+    "checkpoint_has_dropclass",
     "CHECKPOINT_PATTERN",
     "CheckpointError",
     "read_checkpoint",
@@ -334,3 +335,22 @@ def require_checkpoint(path: str, what: str = "checkpoint") -> str:
         raise CheckpointError(f"{path}: no such {what}{hint}")
     read_checkpoint(path)
     return path
+
+
+def checkpoint_has_dropclass(path: str, default: bool = True) -> bool:
+    """Whether the checkpoint at ``path`` (a ``model.pt`` or an epoch checkpoint) holds a DropClass head's projection;
+    ``default`` (the bundle's training setting) where there is no file yet (a config parsed before training, or
+    MONAI's ``verify_net_in_out``).
+
+    Evaluation and inference build the network the checkpoint holds (the bundles' ``evaluate`` and ``inference``
+    configs): a shipped ``model.pt`` may be the recipe baseline (the ACDC bundle's is), whatever the bundle's
+    training default; nothing is dropped at inference either way.
+
+    Raises:
+        CheckpointError: a file that is not a checkpoint of tensors and plain values.
+    """
+    if not os.path.isfile(str(path)):
+        return bool(default)
+    state = read_checkpoint(str(path))
+    weights = state.get("network", state) if isinstance(state, dict) else {}
+    return any(".projection." in str(key) for key in (weights if isinstance(weights, dict) else {}))

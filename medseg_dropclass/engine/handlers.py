@@ -325,3 +325,34 @@ class StopOnNonFiniteLoss:
                 f"training loss is {value} at iteration {engine.state.iteration} (epoch {engine.state.epoch}): stopped; "
                 "nothing of this epoch is saved. Check the learning rate, the loss inputs and the data (check-data)."
             )
+
+
+class LogitAdjustmentPrior:
+    """When training starts, give a logit-adjusted pixel loss inside ``loss`` its class prior: the share of each
+    class in the training labels (:func:`medseg_dropclass.data.class_share`, the bundles' ``class_share``). Does
+    nothing for any other loss, so the labels are counted only where the prior is used."""
+
+    def __init__(
+        self, loss: Any, datalist: Sequence[dict], label_transform: Any, num_classes: int, ignore_index: int = 255
+    ) -> None:
+        self.loss, self.datalist, self.label_transform = loss, datalist, label_transform
+        self.num_classes, self.ignore_index = int(num_classes), ignore_index
+
+    def targets(self) -> List[Any]:
+        from medseg_dropclass.dropclass.pixel_losses import LogitAdjustedCrossEntropyLoss
+
+        modules = self.loss.modules() if hasattr(self.loss, "modules") else []
+        return [m for m in modules if isinstance(m, LogitAdjustedCrossEntropyLoss) and m.log_prior.numel() == 0]
+
+    def set_prior(self, engine: Any = None) -> None:
+        targets = self.targets()
+        if not targets:
+            return
+        from medseg_dropclass.data import class_share
+
+        share = class_share(self.datalist, self.label_transform, self.num_classes, self.ignore_index)
+        for target in targets:
+            target.set_prior(share)
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.STARTED, self.set_prior)

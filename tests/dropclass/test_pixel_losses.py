@@ -132,6 +132,12 @@ def test_the_bundles_build_each_base_loss_by_name(name, phantom2d):
         "logit_adjusted": LogitAdjustedCrossEntropyLoss,
     }[name]
     assert isinstance(base, MaskedDiceCELoss) and isinstance(base.pixel_loss, kind)
-    if name == "logit_adjusted":  # the prior is the bundle's class share
+    prior = parser.get_parsed_content("train#handlers#logit_prior")
+    if name == "logit_adjusted":  # the prior, the bundle's class share, is set when training starts
+        with pytest.raises(RuntimeError, match="no class prior"):
+            base.pixel_loss(torch.zeros(1, 7, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+        prior.set_prior()
         share = torch.tensor(parser.get_parsed_content("class_share"), dtype=torch.float64)
-        torch.testing.assert_close(base.pixel_loss.log_prior.double().exp(), share / share.sum(), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(base.pixel_loss.log_prior.exp(), share / share.sum(), rtol=1e-5, atol=1e-7)
+    else:
+        assert prior.targets() == []  # nothing to set: the labels are not counted
