@@ -160,7 +160,7 @@ def _clinical_lines(results: dict, split: str) -> List[str]:
         for structure in ("left_ventricle", "right_ventricle"):
             edv, ef = indices[structure]["edv_agreement"], indices[structure]["ef_agreement"]
             lines.append(
-                f"| {structure} | {edv['n']} | {edv['bias']:+.1f} [{edv['lower']:+.1f}, {edv['upper']:+.1f}] | "
+                f"| {structure} | {edv['n']} | {edv['bias']:+.2f} [{edv['lower']:+.2f}, {edv['upper']:+.2f}] | "
                 f"{ef['bias']:+.1f} [{ef['lower']:+.1f}, {ef['upper']:+.1f}] |"
             )
         lines.append("")
