@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) -m medseg_dropclass demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests   # two workers of one thread each (tests/conftest.py); -n 0 runs in one process
+	$(PY) -m pytest -q -n 2 --dist worksteal tests   # two one-thread workers (tests/conftest.py) that steal queued tests; -n 0: one process
 
 # the PACS round trip (a real Orthanc), the review page in Chromium, dciodvfy on a SEG: Debian packages, installed
 # here when missing (root or sudo)
