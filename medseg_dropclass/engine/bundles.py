@@ -232,9 +232,9 @@ def load_weights(network: Any, checkpoint: Union[str, pathlib.Path], map_locatio
     if missing or unexpected:
         hint = ""
         if any(".projection." in k for k in missing) and not any(".projection." in k for k in unexpected):
-            hint = " (they are a baseline's: the network has no DropClass projection; run it with --dropclass False)"
+            hint = " (they are a baseline's, without the DropClass projection: build the network with dropclass false)"
         elif any(".projection." in k for k in unexpected):
-            hint = " (they are a DropClass network's: run it with --dropclass True)"
+            hint = " (they are a DropClass network's: build the network with dropclass true)"
         raise CheckpointError(
             f"{checkpoint}: the weights do not fit this bundle's network{hint}; missing {missing[:4]}"
             f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}"

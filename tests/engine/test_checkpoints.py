@@ -179,3 +179,29 @@ def _round_trip(obj):
     torch.save(obj, buffer)
     buffer.seek(0)
     return buffer
+
+
+def test_a_checkpoint_says_which_head_it_holds_and_a_mismatch_is_named(tmp_path):
+    from medseg_dropclass import build_network
+    from medseg_dropclass.engine import CheckpointError, checkpoint_has_dropclass
+    from medseg_dropclass.engine.bundles import load_weights
+
+    def network(dropclass):
+        return build_network("unet", spatial_dims=2, in_channels=1, num_classes=3, dropclass=dropclass,
+                             feature_channels=8, channels=[8, 16], strides=[2])  # fmt: skip
+
+    torch.save(network(False).state_dict(), tmp_path / "baseline.pt")
+    torch.save({"network": network(True).state_dict()}, tmp_path / "epoch.pt")
+    assert checkpoint_has_dropclass(str(tmp_path / "baseline.pt")) is False
+    assert checkpoint_has_dropclass(str(tmp_path / "epoch.pt")) is True
+    assert (
+        checkpoint_has_dropclass(str(tmp_path / "none.pt"), default=True) is True
+    )  # no file yet: the training default
+    with pytest.raises(CheckpointError, match=r"baseline.pt: the weights do not fit .*\(they are a baseline's"):
+        load_weights(network(True), tmp_path / "baseline.pt")
+    with pytest.raises(CheckpointError, match=r"a DropClass network's"):
+        load_weights(network(False), tmp_path / "epoch.pt")
+    plain = load_weights(network(False), tmp_path / "baseline.pt")
+    assert torch.equal(
+        plain.state_dict()["head.classifier.weight"], torch.load(tmp_path / "baseline.pt")["head.classifier.weight"]
+    )
