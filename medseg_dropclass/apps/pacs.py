@@ -71,12 +71,15 @@ class PacsClient:
         self._call("storing the SEG", "store_instances", datasets)
 
 
-def existing_segmentations(client: PacsClient, study_uid: str, series_uid: str, model: tuple) -> List[str]:
-    """SEG series of ``study_uid`` that reference ``series_uid`` and were written by ``model`` = (name, version)."""
+def existing_segmentations(
+    client: PacsClient, study_uid: str, series_uid: str, model: tuple, entries: Optional[List[Dict[str, dict]]] = None
+) -> List[str]:
+    """SEG series of ``study_uid`` (its QIDO ``entries`` where already fetched) that reference ``series_uid`` and
+    were written by ``model`` = (name, version)."""
     import pydicom
 
     found = []
-    for entry in client.series(study_uid):
+    for entry in client.series(study_uid) if entries is None else entries:
         if str(_value(entry, MODALITY, "")).upper() != "SEG":
             continue
         seg_series = str(_value(entry, SERIES))
@@ -101,7 +104,8 @@ def _model(bundle: str) -> tuple:
     return str(parser.get("_meta_#name")), str(parser.get("_meta_#version"))
 
 
-def _pick_series(client: PacsClient, study_uid: str, series_uid: Optional[str]) -> Dict[str, dict]:
+def _pick_series(client: PacsClient, study_uid: str, series_uid: Optional[str]) -> tuple:
+    """``(the chosen series' entry, every series entry of the study)``."""
     entries = client.series(study_uid)
     if not entries:
         raise PacsError(f"{client.url}: no study {study_uid}")
@@ -110,13 +114,13 @@ def _pick_series(client: PacsClient, study_uid: str, series_uid: Optional[str]) 
         chosen = [e for e in entries if _value(e, SERIES) == series_uid]
         if not chosen:
             raise PacsError(f"{client.url}: study {study_uid} has no series {series_uid}")
-        return chosen[0]
+        return chosen[0], entries
     if len(images) != 1:
         names = ", ".join(f"{_value(e, SERIES)} ({_value(e, MODALITY)})" for e in images) or "none"
         raise PacsError(
             f"{client.url}: study {study_uid} has {len(images)} image series ({names}); choose one with --series"
         )
-    return images[0]
+    return images[0], entries
 
 
 def segment_series(
@@ -140,11 +144,11 @@ def segment_series(
 
     from medseg_dropclass.apps.predict import predict
 
-    entry = _pick_series(client, study_uid, series_uid)
+    entry, entries = _pick_series(client, study_uid, series_uid)
     series_uid = str(_value(entry, SERIES))
     model = _model(bundle)
     if not force:
-        earlier = existing_segmentations(client, study_uid, series_uid, model)
+        earlier = existing_segmentations(client, study_uid, series_uid, model, entries)
         if earlier:
             reason = f"series {series_uid} already has a SEG of {model[0]} {model[1]} (series {earlier[0]}); --force stores another"
             print(reason, flush=True)

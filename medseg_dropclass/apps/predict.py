@@ -329,7 +329,9 @@ class CaseSegmenter:
                     targets.append(pathlib.Path(output_dir) / f"{names[source_file]}_seg.dcm")
                 try:
                     first_file = source_file if isinstance(source_file, str) else source_file[0]
-                    notices[source_file] = domain_notices(describe_image(first_file), self.domain, self.modality)
+                    # the file is read again only where a training domain asks (its header; voxels for an intensity range)
+                    case = describe_image(first_file, "intensity" in self.domain) if self.domain else {}
+                    notices[source_file] = domain_notices(case, self.domain, self.modality)
                     for notice in notices[source_file]:
                         origin = self.cases.origins.get(source_file, source_file)
                         print(f"{origin}: {notice}", file=sys.stderr, flush=True)

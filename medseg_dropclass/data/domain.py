@@ -28,25 +28,27 @@ SPACING_TOLERANCE = 1.25  # a spacing within [min / 1.25, max * 1.25] of the tra
 INTENSITY_PERCENTILES = (0.5, 99.5)
 
 
-def describe_image(path: str) -> Dict[str, object]:
+def describe_image(path: str, intensity: bool = True) -> Dict[str, object]:
     """An image's spacing (mm, per axis, ITK order x, y, z), orientation code (3D, e.g. ``"RAS"``; ``""`` for 2D)
-    and its 0.5th and 99.5th intensity percentiles."""
+    and, with ``intensity``, its 0.5th and 99.5th intensity percentiles (without: only the header is read)."""
     import SimpleITK as sitk
 
     from medseg_dropclass.data.dicom import keep_locale
 
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     with keep_locale():
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
+        image = reader.Execute() if intensity else None
     orientation = ""
-    if image.GetDimension() == 3:
-        orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    values = sitk.GetArrayViewFromImage(image)
-    low, high = np.percentile(values, INTENSITY_PERCENTILES) if values.size else (0.0, 0.0)
-    return {
-        "spacing_mm": [float(v) for v in image.GetSpacing()],
-        "orientation": orientation,
-        "intensity": [float(low), float(high)],
-    }
+    if reader.GetDimension() == 3:
+        orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reader.GetDirection())
+    described: Dict[str, object] = {"spacing_mm": [float(v) for v in reader.GetSpacing()], "orientation": orientation}
+    if image is not None:
+        values = sitk.GetArrayViewFromImage(image)
+        low, high = np.percentile(values, INTENSITY_PERCENTILES) if values.size else (0.0, 0.0)
+        described["intensity"] = [float(low), float(high)]
+    return described
 
 
 def acquisition_plane(orientation: str) -> str:
