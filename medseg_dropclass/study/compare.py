@@ -117,8 +117,8 @@ def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
 def train_arm(
     bundle: str, overrides: dict, output_dir: pathlib.Path, threads: Optional[int] = None
 ) -> Dict[str, float]:
-    """Train one arm in a child process (with ``threads`` torch threads where given); return its wall time (s) and
-    peak resident memory (MiB).
+    """Train one arm in a child process (with ``threads`` torch threads where given); return its wall time (s),
+    peak resident memory (MiB) and thread count.
 
     The peak is the child's own ``VmHWM`` (Linux ``/proc``, reset at exec), read while it runs: the
     ``ru_maxrss`` of ``wait4`` would include the parent's memory at fork time, which grows over a study.
@@ -140,7 +140,12 @@ def train_arm(
     if process.returncode != 0:
         tail = (output_dir / "train.log").read_text()[-2000:]
         raise RuntimeError(f"training {output_dir} failed (exit {process.returncode}):\n{tail}")
-    return {"seconds": seconds, "peak_memory_mib": peak_kib / 1024.0 if peak_kib else float("nan")}
+    return {
+        "seconds": seconds,
+        "peak_memory_mib": peak_kib / 1024.0 if peak_kib else float("nan"),
+        # the numerics depend on it: a run regenerates bitwise only at the same thread count
+        "threads": threads or torch.get_num_threads(),
+    }
 
 
 def _high_water_mark_kib(pid: int) -> int:
