@@ -59,6 +59,21 @@ def _from_numpy_state(state: Dict[str, Any]) -> tuple:
     return ("MT19937", state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["gauss"])
 
 
+def _distinct(states: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The distinct generator states of a checkpoint written before 2026-12-03, which held one state per transform
+    (a shared generator's state repeated): equal states are one generator (two generators seeded apart are never
+    equal), in first-seen order as :class:`TrainingRandomState` lists its generators."""
+    distinct: List[Dict[str, Any]] = []
+    for state in states:
+        if not any(_same(state, seen) for seen in distinct):
+            distinct.append(state)
+    return distinct
+
+
+def _same(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    return (a["pos"], a["has_gauss"], a["gauss"]) == (b["pos"], b["has_gauss"], b["gauss"]) and torch.equal(a["keys"], b["keys"])
+
+
 class TrainingRandomState:
     """``state_dict`` / ``load_state_dict`` of every random stream a training run draws from.
 
@@ -72,6 +87,10 @@ class TrainingRandomState:
 
     def __init__(self, dataset: Any) -> None:
         self.transforms = random_transforms(getattr(dataset, "transform", dataset))
+        # the generators, not the transforms, hold the state: a dictionary transform and its array transform (or
+        # a transform and the sub-transforms it delegates to) share one; saved once each, in first-seen order, so
+        # a sub-transform that shares its parent's generator does not change what a checkpoint holds
+        self.generators: List[np.random.RandomState] = list({id(t.R): t.R for t in self.transforms}.values())
 
     def state_dict(self) -> Dict[str, Any]:
         version, internal, gauss = random.getstate()
@@ -79,23 +98,24 @@ class TrainingRandomState:
             "torch": torch.get_rng_state(),
             "numpy": _numpy_state(np.random.get_state()),
             "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
-            "transforms": [_numpy_state(t.R.get_state()) for t in self.transforms],
+            "generators": [_numpy_state(g.get_state()) for g in self.generators],
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if len(state["transforms"]) != len(self.transforms):
+        saved_generators = state["generators"] if "generators" in state else _distinct(state["transforms"])
+        if len(saved_generators) != len(self.generators):
             raise ValueError(
-                f"the checkpoint holds the random state of {len(state['transforms'])} random transform(s), this pipeline has "
-                f"{len(self.transforms)}: resuming with a different preprocessing cannot be exact"
+                f"the checkpoint holds the state of {len(saved_generators)} transform random generator(s), this pipeline "
+                f"has {len(self.generators)}: resuming with a different preprocessing cannot be exact"
             )
         torch.set_rng_state(state["torch"].cpu())
         np.random.set_state(_from_numpy_state(state["numpy"]))
         python = state["python"]
         random.setstate((python["version"], tuple(int(v) for v in python["internal"]), python["gauss"]))
-        for transform, saved in zip(self.transforms, state["transforms"]):
-            transform.R.set_state(_from_numpy_state(saved))
+        for generator, saved in zip(self.generators, saved_generators):
+            generator.set_state(_from_numpy_state(saved))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -19,7 +19,7 @@ from medseg_dropclass.engine.checkpoints import (
     atomic_save,
     epoch_checkpoints,
 )
-from medseg_dropclass.engine.random_state import TrainingRandomState, random_transforms
+from medseg_dropclass.engine.random_state import TrainingRandomState, _numpy_state, random_transforms
 
 
 def test_atomic_save_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
@@ -167,8 +167,21 @@ def test_training_random_state_restores_every_stream(phantom2d):
     third = draw()
     assert not torch.equal(third[0], first[0]) or not torch.equal(third[1], first[1])  # the streams do move on
 
+    # one state per generator: the balanced crop's sub-crops share its generator and add nothing
+    transforms = random_transforms(dataset.transform)
+    assert len(saved["generators"]) == len({id(t.R) for t in transforms}) < len(transforms)
+
+    # a checkpoint written before 2026-12-03 held one state per transform (shared ones repeated): it restores the same
+    state.load_state_dict(saved)
+    legacy = {key: value for key, value in saved.items() if key != "generators"}
+    legacy["transforms"] = [_numpy_state(t.R.get_state()) for t in transforms]
+    fourth = draw()
+    state.load_state_dict(torch.load(_round_trip(legacy), weights_only=True))
+    for a, b in zip(fourth, draw()):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
     other = TrainingRandomState(CacheDataset([], DecathlonPreprocessing(2, 7).transforms("train"), progress=False))
-    with pytest.raises(ValueError, match="random transform"):
+    with pytest.raises(ValueError, match="transform random generator"):
         other.load_state_dict(saved)
 
 
