@@ -126,8 +126,10 @@ def train_arm(
     output_dir.mkdir(parents=True, exist_ok=True)
     args_file = output_dir / "args.json"
     args_file.write_text(json.dumps({**overrides, "output_dir": str(output_dir / "run")}))
-    log = (output_dir / "train.log").open("w")
     command = [sys.executable, "-m", "medseg_dropclass", "run", str(bundle), "train", "--args_file", str(args_file)]
+    log = (output_dir / "train.log").open("a")  # a resumed run's log follows the interrupted one's
+    log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command[1:])} (threads: {threads or 'default'})\n")
+    log.flush()
     start = time.perf_counter()
     env = None if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from medseg_dropclass.apps.cli import main
 from medseg_dropclass.study.compare import ARMS, drop_seed, run_study, write_figures
@@ -106,6 +107,8 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
             and entry["cost"]["peak_memory_mib"] > 50
             and entry["cost"]["images_per_second"] > 0
         )
+        assert entry["cost"]["threads"] == torch.get_num_threads()  # what a bitwise regeneration must match
+        assert (tmp_path / arm / "seed0" / "train.log").read_text().startswith("=== ")  # sittings appended, headed
         assert entry["overrides"]["drop_seed"] == drop_seed(arm, 0)
         summary = json.loads((tmp_path / arm / "seed0" / "eval_test_shifted" / "summary.json").read_text())
         assert len(summary["metric_per_case"]) == 2 and set(summary["frequency_bins"]) == {"<0.1%", "0.1-1%", ">1%"}
