@@ -71,7 +71,9 @@ def _distinct(states: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def _same(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    return (a["pos"], a["has_gauss"], a["gauss"]) == (b["pos"], b["has_gauss"], b["gauss"]) and torch.equal(a["keys"], b["keys"])
+    return (a["pos"], a["has_gauss"], a["gauss"]) == (b["pos"], b["has_gauss"], b["gauss"]) and torch.equal(
+        a["keys"], b["keys"]
+    )
 
 
 class TrainingRandomState:
