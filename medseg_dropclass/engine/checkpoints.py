@@ -20,6 +20,7 @@ import math
 import os
 import pathlib
 import tempfile
+import zipfile
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
@@ -51,13 +52,18 @@ class CheckpointError(RuntimeError):
     """No checkpoint could be read; the message names every file tried and why it failed."""
 
 
-def read_checkpoint(path: str, map_location: Any = "cpu") -> Any:
+def read_checkpoint(path: str, map_location: Any = "cpu", index_only: bool = False) -> Any:
     """``torch.load(path, weights_only=True)``: tensors and plain values only, never code from the file.
+
+    ``index_only``: memory-map the tensors (``mmap=True``) instead of reading them, for checks that look at the keys
+    only (a file in PyTorch's legacy, non-zip format is read whole).
 
     Raises:
         CheckpointError: the file cannot be read, or is not a checkpoint of tensors and plain values (named).
     """
     try:
+        if index_only and zipfile.is_zipfile(path):  # torch.load's mmap needs the zip format (the default since 1.6)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as error:
         raise CheckpointError(f"{path}: no such checkpoint") from error
@@ -333,7 +339,7 @@ def require_checkpoint(path: str, what: str = "checkpoint") -> str:
                 "--ckpt_path <run>/checkpoints/checkpoint_epoch=N.pt to use the last epoch instead)"
             )
         raise CheckpointError(f"{path}: no such {what}{hint}")
-    read_checkpoint(path)
+    read_checkpoint(path, index_only=True)
     return path
 
 
@@ -351,6 +357,6 @@ def checkpoint_has_dropclass(path: str, default: bool = True) -> bool:
     """
     if not os.path.isfile(str(path)):
         return bool(default)
-    state = read_checkpoint(str(path))
+    state = read_checkpoint(str(path), index_only=True)
     weights = state.get("network", state) if isinstance(state, dict) else {}
     return any(".projection." in str(key) for key in (weights if isinstance(weights, dict) else {}))

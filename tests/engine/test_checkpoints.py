@@ -218,3 +218,21 @@ def test_a_checkpoint_says_which_head_it_holds_and_a_mismatch_is_named(tmp_path)
     assert torch.equal(
         plain.state_dict()["head.classifier.weight"], torch.load(tmp_path / "baseline.pt")["head.classifier.weight"]
     )
+
+
+def test_the_checks_map_the_checkpoint_and_only_loading_reads_its_tensors(tmp_path, monkeypatch):
+    """require_checkpoint and checkpoint_has_dropclass look at keys only: a zip checkpoint is memory-mapped, not read
+    (predict used to read the weights three times); a legacy-format file is still read whole and understood."""
+    from medseg_dropclass.engine import checkpoint_has_dropclass
+    from medseg_dropclass.engine.checkpoints import require_checkpoint
+
+    state = {"network": {"head.projection.conv.weight": torch.ones(2, 2), "head.classifier.weight": torch.zeros(3, 2)}}
+    torch.save(state, tmp_path / "zip.pt")
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    calls, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k.get("mmap", False)) or load(*a, **k))
+    assert require_checkpoint(str(tmp_path / "zip.pt")) == str(tmp_path / "zip.pt")
+    assert checkpoint_has_dropclass(str(tmp_path / "zip.pt"), default=False) is True
+    assert calls == [True, True]
+    assert checkpoint_has_dropclass(str(tmp_path / "legacy.pt"), default=False) is True
+    assert calls[-1] is False
