@@ -131,7 +131,9 @@ def train_arm(
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command[1:])} (threads: {threads or 'default'})\n")
     log.flush()
     start = time.perf_counter()
-    env = None if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, TQDM_DISABLE="1")  # no progress bars in a log file: ignite's epoch lines say it
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     peak_kib = 0
     while process.poll() is None:

@@ -108,7 +108,9 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
             and entry["cost"]["images_per_second"] > 0
         )
         assert entry["cost"]["threads"] == torch.get_num_threads()  # what a bitwise regeneration must match
-        assert (tmp_path / arm / "seed0" / "train.log").read_text().startswith("=== ")  # sittings appended, headed
+        log = (tmp_path / arm / "seed0" / "train.log").read_text()
+        assert log.startswith("=== ") and "Epoch[1] Complete" in log  # sittings appended, headed
+        assert "%|" not in log  # no progress bars in the log
         assert entry["overrides"]["drop_seed"] == drop_seed(arm, 0)
         summary = json.loads((tmp_path / arm / "seed0" / "eval_test_shifted" / "summary.json").read_text())
         assert len(summary["metric_per_case"]) == 2 and set(summary["frequency_bins"]) == {"<0.1%", "0.1-1%", ">1%"}
