@@ -172,7 +172,7 @@ def segment_series(
             raise PacsError(f"{refused}: {str(error).replace(str(source), 'the series')}") from None
         seconds["segment"] = time.perf_counter() - start
         if result["failed"]:
-            problem = "; ".join(result["problems"].values())
+            problem = "; ".join(result["failed"].values())
             raise PacsError(f"{refused}: {problem}")
         seg_file = next(p for p in result["written"] if str(p).endswith(".dcm"))
         seg = pydicom.dcmread(seg_file)

@@ -181,8 +181,8 @@ def predict(
     Each case is first compared with the bundle's training domain (notices printed and kept; see
     :class:`CaseSegmenter`); ``review=True`` also writes ``review.html`` into ``output_dir``.
 
-    Returns ``{"cases": number of cases, "written": [output files], "failed": {input: "Type: message"}, "problems":
-    {input: message}, "notices": {input: [notice]}, "review": the review page or None}``.
+    Returns ``{"cases": number of cases, "written": [output files], "failed": {input: "Type: message"},
+    "notices": {input: [notice]}, "review": the review page or None}``.
 
     Raises:
         FileNotFoundError: no checkpoint / model file, or no input image.
@@ -241,9 +241,7 @@ class CasesFailedError(RuntimeError):
 
     def __init__(self, failures: Dict[str, str]) -> None:
         self.failures = dict(failures)
-        super().__init__(  # a problem that already starts with its file (a DatasetError) is not prefixed twice
-            "\n".join(p if p.startswith(f"{s}:") else f"{s}: {p}" for s, p in self.failures.items())
-        )
+        super().__init__("\n".join(f"{source}: {problem}" for source, problem in self.failures.items()))
 
 
 class CaseSegmenter:
@@ -301,8 +299,8 @@ class CaseSegmenter:
         self.review = bool(review)
 
     def __call__(self) -> Dict[str, object]:
-        """Segment every case; ``{"cases": count, "written": [files], "failed": {input: "Type: message"}, "problems":
-        {input: message}, "notices": {input: [notice]}, "review": page or None}``."""
+        """Segment every case; ``{"cases": count, "written": [files], "failed": {input: "Type: message"},
+        "notices": {input: [notice]}, "review": page or None}``."""
         from monai.data import MetaTensor
         from monai.inferers import SlidingWindowInferer
         from tqdm import tqdm
@@ -320,7 +318,7 @@ class CaseSegmenter:
             slab_postprocessing = preprocessing.postprocessing("inference", output_dir, names, class_map=True)
         from medseg_dropclass.data.domain import describe_image, domain_notices
 
-        written, failed, problems, notices, reviewed = [], {}, {}, {}, []
+        written, failed, notices, reviewed = [], {}, {}, []
         with folder_lock(output_dir):  # one writer per output folder, taken once the outputs are known to be writable
             for item in tqdm(self.cases.items, desc="predict", unit="case", disable=not self.progress):
                 source_file = item["image"]
@@ -365,7 +363,8 @@ class CaseSegmenter:
                     )  # fmt: skip
                 except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
                     named = find_dataset_error(error) or error
-                    failed[source_file], problems[source_file] = f"{type(named).__name__}: {named}", str(named)
+                    message = str(named).removeprefix(f"{source_file}: ")  # the file is the key: not named twice
+                    failed[source_file] = f"{type(named).__name__}: {message}"
                     for target in targets:
                         if target.exists():
                             target.unlink()  # nothing half-written stays (existing outputs were refused before the run)
@@ -379,9 +378,9 @@ class CaseSegmenter:
                     self.class_names,
                     self.algorithm,
                     self.segment_codes,
-                    problems,
+                    failed,
                 )
-        result = {"cases": len(self.cases.items), "written": written, "failed": failed, "problems": problems}
+        result = {"cases": len(self.cases.items), "written": written, "failed": failed}
         return {**result, "notices": notices, "review": page}
 
     def run(self) -> Dict[str, object]:
@@ -390,7 +389,7 @@ class CaseSegmenter:
         result = self()
         print(f"{result['cases'] - len(result['failed'])} of {result['cases']} case(s) written to {self.output_dir}")
         if result["failed"]:
-            raise CasesFailedError(result["problems"])
+            raise CasesFailedError(result["failed"])
         return result
 
 

@@ -5,10 +5,12 @@ import pathlib
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from medseg_dropclass.apps.export import export_network
-from medseg_dropclass.apps.predict import predict
+from medseg_dropclass.apps.predict import CasesFailedError, predict
 from medseg_dropclass.engine.bundles import bundles_dir, run_bundle
+from medseg_dropclass.validation import error_in_chain
 from tests.cli_runner import run_cli
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -42,9 +44,11 @@ def test_predict_matches_the_inference_config_and_skips_a_broken_case(phantom2d,
         i.name.replace(".nii.gz", "_seg.nii.gz") for i in images
     ]  # ... the others ran
 
-    run_bundle(
-        "phantom2d_dropclass", "inference", input=str(phantom2d / "imagesTs"), output_dir=str(tmp_path / "config")
-    )
+    with pytest.raises(RuntimeError) as failure:  # the bundle's own inference config: the same contract
+        run_bundle("phantom2d_dropclass", "inference", input=str(tmp_path / "in"), output_dir=str(tmp_path / "config"))
+    (line,) = str(error_in_chain(failure.value, (CasesFailedError,), context=False)).splitlines()
+    assert line.startswith(f"{tmp_path / 'in' / 'broken.nii.gz'}: DatasetError: cannot be read as an image")
+    assert len(list((tmp_path / "config").iterdir())) == len(images)
     for image in images:
         name = image.name.replace(".nii.gz", "_seg.nii.gz")
         ours, theirs = nib.load(str(tmp_path / "out" / name)), nib.load(str(tmp_path / "config" / name))
