@@ -469,8 +469,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument(
         "--arms",
         nargs="+",
-        default=["baseline", "dropclass"],
-        help=f"known: {', '.join(ARMS)}; with --study, a part of its arms to run now (the report covers the whole study)",
+        default=None,
+        help=f"known: {', '.join(ARMS)} (default: baseline dropclass); with --study, a part of its arms to run now "
+        "(default: all; the report covers the whole study)",
     )
     parser.add_argument(
         "--jobs",
@@ -554,7 +555,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         except ValueError as error:
             parser.error(str(error))
         registry = {**ARMS, **study.arms}
-        chunk_arms = args.arms if args.arms != parser.get_default("arms") else list(study.arms)
+        chunk_arms = args.arms if args.arms is not None else list(study.arms)  # given = a part, even the default's
         chunk_seeds = args.seed_ids if args.seed_ids is not None else list(study.seeds)
         outside = [a for a in chunk_arms if a not in study.arms] + [
             f"seed {s}" for s in chunk_seeds if s not in study.seeds
@@ -590,6 +591,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             )
     else:
         registry = ARMS
+        args.arms = args.arms if args.arms is not None else ["baseline", "dropclass"]
     extra = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -611,9 +613,10 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             if not sep or not first or not second:
                 parser.error(f"{option} {item!r}: expected A:B")
             into.append((first, second))
-    unknown = sorted({a for pair in contrasts for a in pair} - set(args.arms))
+    reported = list(study.arms) if study is not None else args.arms  # a study's report covers all its arms
+    unknown = sorted({a for pair in contrasts for a in pair} - set(reported))
     if unknown:
-        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {args.arms}")
+        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {reported}")
     if not args.pooled_iou:
         unused = [
             o

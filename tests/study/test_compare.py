@@ -1,4 +1,5 @@
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -181,6 +182,27 @@ def test_bad_arguments(capsys):
         with pytest.raises(SystemExit):
             main(["compare", "--arms", "baseline", "dropclass", *argv])
         assert message in capsys.readouterr().err
+
+
+def test_a_part_of_a_study_trains_the_arms_named_even_the_default_pair(tmp_path, monkeypatch):
+    """--study with --arms runs those arms only (``baseline dropclass`` was taken for "not given" and ran the whole
+    study), and the study's contrasts are checked against all its arms, not the part (it refused a part without one
+    of them)."""
+    import medseg_dropclass.study.compare as compare
+
+    asked = []
+
+    def stop(output_dir, arms, seeds, *args, **kwargs):
+        asked.append((list(arms), list(seeds)))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(compare, "run_study", stop)
+    monkeypatch.setattr("medseg_dropclass.study.study_file.reuse_committed_runs", lambda *a: [])
+    for arms in (["baseline", "dropclass"], ["head_control", "dropclass_alpha_scaled", "baseline_2x"]):
+        with pytest.raises(SystemExit):
+            main(["compare", "--study", str(pathlib.Path(__file__).parents[2] / "studies/camvid.yaml"), "--arms", *arms, "--seed-ids", "3",
+                  "--output-dir", str(tmp_path)])  # fmt: skip
+        assert asked[-1] == (arms, [3])
 
 
 def test_misnamed_report_classes_fail_before_any_training(phantom2d, tmp_path, capsys):
