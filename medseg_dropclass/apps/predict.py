@@ -181,7 +181,7 @@ def predict(
     Each case is first compared with the bundle's training domain (notices printed and kept; see
     :class:`CaseSegmenter`); ``review=True`` also writes ``review.html`` into ``output_dir``.
 
-    Returns ``{"cases": number of cases, "written": [output files], "failed": {input: "Type: message"},
+    Returns ``{"cases": number of cases, "written": [output files], "failed": {input: problem},
     "notices": {input: [notice]}, "review": the review page or None}``.
 
     Raises:
@@ -299,7 +299,7 @@ class CaseSegmenter:
         self.review = bool(review)
 
     def __call__(self) -> Dict[str, object]:
-        """Segment every case; ``{"cases": count, "written": [files], "failed": {input: "Type: message"},
+        """Segment every case; ``{"cases": count, "written": [files], "failed": {input: problem},
         "notices": {input: [notice]}, "review": page or None}``."""
         from monai.data import MetaTensor
         from monai.inferers import SlidingWindowInferer
@@ -362,9 +362,9 @@ class CaseSegmenter:
                          "notices": notices[source_file]}
                     )  # fmt: skip
                 except Exception as error:  # noqa: BLE001  (any failure of one case: report it, go on with the others)
-                    named = find_dataset_error(error) or error
-                    message = str(named).removeprefix(f"{source_file}: ")  # the file is the key: not named twice
-                    failed[source_file] = f"{type(named).__name__}: {message}"
+                    named = find_dataset_error(error)  # the project's own errors are written for the user
+                    problem = str(named) if named is not None else f"{type(error).__name__}: {error}"
+                    failed[source_file] = problem.removeprefix(f"{source_file}: ")  # the file is the key
                     for target in targets:
                         if target.exists():
                             target.unlink()  # nothing half-written stays (existing outputs were refused before the run)

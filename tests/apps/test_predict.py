@@ -39,7 +39,7 @@ def test_predict_matches_the_inference_config_and_skips_a_broken_case(phantom2d,
     )
     assert done.returncode == 1  # one case failed ...
     assert f"2 of 3 case(s) written to {tmp_path / 'out'}" in done.stdout
-    assert "broken.nii.gz: DatasetError: " in done.stderr and "cannot be read as an image" in done.stderr
+    assert "broken.nii.gz: cannot be read as an image" in done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         i.name.replace(".nii.gz", "_seg.nii.gz") for i in images
     ]  # ... the others ran
@@ -47,7 +47,7 @@ def test_predict_matches_the_inference_config_and_skips_a_broken_case(phantom2d,
     with pytest.raises(RuntimeError) as failure:  # the bundle's own inference config: the same contract
         run_bundle("phantom2d_dropclass", "inference", input=str(tmp_path / "in"), output_dir=str(tmp_path / "config"))
     (line,) = str(error_in_chain(failure.value, (CasesFailedError,), context=False)).splitlines()
-    assert line.startswith(f"{tmp_path / 'in' / 'broken.nii.gz'}: DatasetError: cannot be read as an image")
+    assert line.startswith(f"{tmp_path / 'in' / 'broken.nii.gz'}: cannot be read as an image")
     assert len(list((tmp_path / "config").iterdir())) == len(images)
     for image in images:
         name = image.name.replace(".nii.gz", "_seg.nii.gz")
