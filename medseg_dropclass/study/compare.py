@@ -613,10 +613,9 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             if not sep or not first or not second:
                 parser.error(f"{option} {item!r}: expected A:B")
             into.append((first, second))
-    reported = list(study.arms) if study is not None else args.arms  # a study's report covers all its arms
-    unknown = sorted({a for pair in contrasts for a in pair} - set(reported))
-    if unknown:
-        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {reported}")
+    unknown = sorted({a for pair in contrasts for a in pair} - set(args.arms))
+    if unknown and study is None:  # a study file's contrasts are checked against all its arms when it is read
+        parser.error(f"--contrasts: arm(s) {unknown} not among --arms {args.arms}")
     if not args.pooled_iou:
         unused = [
             o

@@ -158,6 +158,10 @@ def load_study(path: str) -> Study:
         raise ValueError(f"{file}: max_epochs must be >= 1")
     if not isinstance(content.get("overrides", {}), dict):
         raise ValueError(f"{file}: overrides must be a mapping")
+    contrasts = _pairs(content.get("contrasts"), f"{file}: contrasts")
+    outside = sorted({a for pair in contrasts for a in pair} - set(arms))
+    if outside:
+        raise ValueError(f"{file}: contrasts name arm(s) {outside} the study does not run (arms: {list(arms)})")
     results = pathlib.Path(
         os.path.normpath(file.parent / str(content["results"]))
     )  # relative to the study file's folder
@@ -176,7 +180,7 @@ def load_study(path: str) -> Study:
         cluster_pattern=content.get("cluster_pattern"),
         pooled_iou=bool(content.get("pooled_iou", False)),
         similarity_pairs=_pairs(content.get("similarity_pairs"), f"{file}: similarity_pairs"),
-        contrasts=_pairs(content.get("contrasts"), f"{file}: contrasts"),
+        contrasts=contrasts,
         gradcam_classes=[str(c) for c in content.get("gradcam_classes") or []],
         question=str(content.get("question", "")),
         registered=str(content.get("registered", "")),

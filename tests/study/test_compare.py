@@ -198,10 +198,10 @@ def test_a_part_of_a_study_trains_the_arms_named_even_the_default_pair(tmp_path,
 
     monkeypatch.setattr(compare, "run_study", stop)
     monkeypatch.setattr("medseg_dropclass.study.study_file.reuse_committed_runs", lambda *a: [])
+    study = str(pathlib.Path(__file__).parents[2] / "studies" / "camvid.yaml")
     for arms in (["baseline", "dropclass"], ["head_control", "dropclass_alpha_scaled", "baseline_2x"]):
         with pytest.raises(SystemExit):
-            main(["compare", "--study", str(pathlib.Path(__file__).parents[2] / "studies/camvid.yaml"), "--arms", *arms, "--seed-ids", "3",
-                  "--output-dir", str(tmp_path)])  # fmt: skip
+            main(["compare", "--study", study, "--arms", *arms, "--seed-ids", "3", "--output-dir", str(tmp_path)])
         assert asked[-1] == (arms, [3])
 
 

@@ -79,6 +79,11 @@ def test_a_study_in_progress_names_its_missing_runs(tmp_path):
             "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0]\narms: [{mine: {description: x}}]\nendpoint_classes: [a]\nresults: r\n",
             "arm 'mine': expected description, overrides",
         ),
+        (
+            "name: s\nbundle: b\nmax_epochs: 2\nseeds: [0]\narms: [baseline]\nendpoint_classes: [a]\nresults: r\n"
+            "contrasts: ['dropclass:baseline']\n",
+            r"contrasts name arm\(s\) \['dropclass'\] the study does not run",
+        ),
     ],
 )
 def test_a_bad_study_file_is_named(tmp_path, text, message):
