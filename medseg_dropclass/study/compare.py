@@ -281,7 +281,7 @@ def run_study(
                     **spec.overrides,
                 }
                 arm_dir = out / arm / f"seed{seed}"
-                runs.append((arm, seed, full, arm_dir, _finished(arm_dir, full)))
+                runs.append((arm, seed, full, arm_dir, _finished(arm_dir, full, splits)))
         pending = [run for run in runs if run[4] is None] if train else []
         trained = _train_concurrently(bundle, pending, jobs) if jobs > 1 and len(pending) > 1 else {}
         for arm, seed, full, arm_dir, entry in runs:
@@ -310,8 +310,8 @@ def _train_concurrently(bundle: str, pending: list, jobs: int) -> Dict[tuple, tu
         return dict(pool.map(one, pending))
 
 
-def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
-    """The stored result of a finished run with exactly these overrides, else ``None`` (not finished)."""
+def _finished(arm_dir: pathlib.Path, overrides: dict, splits: Sequence[str] = ()) -> Optional[dict]:
+    """The stored result of a finished run with exactly these overrides (scored on ``splits``), else ``None``."""
     result = arm_dir / "result.json"
     if not result.is_file():
         return None
@@ -320,6 +320,12 @@ def _finished(arm_dir: pathlib.Path, overrides: dict) -> Optional[dict]:
         raise ValueError(
             f"{result} was produced with other settings ({entry.get('overrides')}); this study asks for {overrides}. "
             "Use another --output-dir, or delete that run to redo it (nothing is overwritten)."
+        )
+    unscored = [split for split in splits if split not in entry.get("summaries", {})]
+    if unscored:
+        raise ValueError(
+            f"{result} holds no evaluation on split(s) {unscored}; this study scores {list(splits)}. "
+            "Delete that run to redo it (nothing is overwritten)."
         )
     print(f"[{arm_dir.parent.name} seed {overrides['seed']}] finished earlier: reused", flush=True)
     return entry

@@ -50,7 +50,10 @@ KEYS = {
     "contrasts": "secondary arm differences A:B",
     "gradcam_classes": "Grad-CAM classes",
     "notes": "free text",
+    "shares_runs_with": "other study files (names in this folder) whose committed runs of an arm both run with the same settings are reused, not retrained",
 }
+# what must be equal for two studies to share a run (besides the arm's own definition)
+SHARED_SETTINGS = ("bundle", "dataset_dir", "max_epochs", "overrides", "eval_splits")
 REQUIRED = ("name", "bundle", "max_epochs", "seeds", "arms", "endpoint_classes", "results")
 
 
@@ -76,6 +79,7 @@ class Study:
     gradcam_classes: List[str] = dataclasses.field(default_factory=list)
     question: str = ""
     registered: str = ""
+    shares_runs_with: List["Study"] = dataclasses.field(default_factory=list)
 
     @property
     def blob(self) -> str:
@@ -105,14 +109,19 @@ def _pairs(value: Any, where: str) -> List[Tuple[str, str]]:
 
 
 def load_study(path: str) -> Study:
-    """Read and check a study file.
+    """Read and check a study file (and the study files it shares runs with).
 
     Raises:
-        ValueError: not YAML, a missing or unknown key, an unknown arm, a bad value; the message names the file.
+        ValueError: not YAML, a missing or unknown key, an unknown arm, a bad value, a study it shares runs with that
+            is missing or differs in a setting or in a shared arm's definition; the message names the file.
     """
+    return _load_study(pathlib.Path(path), ())
+
+
+def _load_study(file: pathlib.Path, sharing: Tuple[pathlib.Path, ...]) -> Study:
+    """``load_study``; ``sharing``: the files that led here through ``shares_runs_with`` (a circle is refused)."""
     import yaml
 
-    file = pathlib.Path(path)
     try:
         content = yaml.safe_load(file.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -165,7 +174,7 @@ def load_study(path: str) -> Study:
     results = pathlib.Path(
         os.path.normpath(file.parent / str(content["results"]))
     )  # relative to the study file's folder
-    return Study(
+    study = Study(
         path=file,
         name=str(content["name"]),
         bundle=str(content["bundle"]),
@@ -185,6 +194,37 @@ def load_study(path: str) -> Study:
         question=str(content.get("question", "")),
         registered=str(content.get("registered", "")),
     )
+    for name in content.get("shares_runs_with") or []:
+        other_path = file.parent / f"{name}.yaml"
+        if not other_path.is_file():
+            raise ValueError(f"{file}: shares_runs_with: no study file {other_path}")
+        if other_path.resolve() in sharing + (file.resolve(),):
+            raise ValueError(f"{file}: shares_runs_with: {other_path} shares back (a circle)")
+        other = _load_study(other_path, sharing + (file.resolve(),))
+        _check_sharable(study, other)
+        study.shares_runs_with.append(other)
+    return study
+
+
+def _check_sharable(study: Study, other: Study) -> None:
+    """Raise ``ValueError`` unless ``other``'s runs of the arms both studies run are runs ``study`` would train."""
+    different = [key for key in SHARED_SETTINGS if getattr(study, key) != getattr(other, key)]
+    common = [arm for arm in study.arms if arm in other.arms]
+    redefined = [arm for arm in common if study.arms[arm] != other.arms[arm]]
+    if different or redefined or not common:
+        raise ValueError(
+            f"{study.path}: cannot share runs with {other.path}: "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        "no arm in common" if not common else "",
+                        ", ".join(f"{key} {getattr(study, key)!r} there {getattr(other, key)!r}" for key in different),
+                        f"arm(s) {redefined} defined differently" if redefined else "",
+                    ],
+                )
+            )
+        )
 
 
 def _run_folder(root: pathlib.Path, arm: str, seed: int) -> pathlib.Path:
@@ -259,12 +299,14 @@ def write_study_reports(
 RUN_FILES = ("result.json", "args.json")  # what a finished run leaves that a study commits
 
 
-def _copy_runs(study: Study, source: pathlib.Path, target: pathlib.Path, keep_existing: bool) -> List[str]:
+def _copy_runs(
+    study: Study, source: pathlib.Path, target: pathlib.Path, keep_existing: bool, arms: Optional[List[str]] = None
+) -> List[str]:
     """Copy each finished run (``<arm>/seed<N>/`` with a ``result.json``) of ``source`` into ``target``. A run already
     in ``target``: left alone with ``keep_existing``, else its files must be equal (a different one raises
     ``FileExistsError``; nothing is overwritten). Returns ``"arm seed N"`` of the copied runs."""
     copied = []
-    for arm in study.arms:
+    for arm in study.arms if arms is None else arms:
         for seed in study.seeds:
             origin, destination = _run_folder(source, arm, seed), _run_folder(target, arm, seed)
             if not (origin / "result.json").is_file() or (keep_existing and (destination / "result.json").exists()):
@@ -289,10 +331,18 @@ def collect_runs(study: Study, source: pathlib.Path, target: pathlib.Path) -> Li
 
 
 def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
-    """Copy the study's committed runs (``<results>/results/<arm>/seed<N>/``) into ``output_dir`` where it has no run of
-    that arm and seed yet, so that ``compare --study`` reuses them instead of training them again (``run_study`` checks
-    that their recorded settings are the study's). A run already in ``output_dir`` is left alone. Returns ``"arm seed N"``."""
-    return _copy_runs(study, study.results / "results", output_dir, keep_existing=True)
+    """Copy the study's committed runs (``<results>/results/<arm>/seed<N>/``), then those of the studies it shares runs
+    with (arms both run), into ``output_dir`` where it has no run of that arm and seed yet, so that ``compare
+    --study`` reuses them instead of training them again (``run_study`` checks that their recorded settings are the
+    study's). A run already in ``output_dir`` is left alone. Returns ``"arm seed N"`` (``"... (from <study>)"``)."""
+    copied = _copy_runs(study, study.results / "results", output_dir, keep_existing=True)
+    for other in study.shares_runs_with:
+        arms = [arm for arm in study.arms if arm in other.arms]
+        copied += [
+            f"{run} (from {other.name})"
+            for run in _copy_runs(study, other.results / "results", output_dir, keep_existing=True, arms=arms)
+        ]
+    return copied
 
 
 def study_report_main(argv: Optional[Sequence[str]] = None) -> None:

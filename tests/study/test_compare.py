@@ -147,6 +147,19 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
     )
     with pytest.raises(ValueError, match=r"result.json was produced with other settings"):
         run_study(str(tmp_path), ["baseline"], [0], 2, dataset_dir=str(phantom2d), extra_overrides={"batch_size": 2})
+    # a finished run not scored on a split the study asks for (e.g. shared from another study) is refused, named
+    with pytest.raises(
+        ValueError, match=r"baseline/seed0/result.json holds no evaluation on split\(s\) \['validation'\]"
+    ):
+        run_study(
+            str(tmp_path),
+            ["baseline"],
+            [0],
+            1,
+            dataset_dir=str(phantom2d),
+            extra_overrides={"batch_size": 2},
+            eval_splits=["test", "validation"],
+        )
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
     assert "| lesion_c |" in report and "## Primary endpoint" in report and "images / s" in report
     assert (tmp_path / "validation_baseline.png").stat().st_size > 5000 and "validation_baseline.png" in report

@@ -92,6 +92,73 @@ def test_a_bad_study_file_is_named(tmp_path, text, message):
         load_study(str(tmp_path / "bad.yaml"))
 
 
+STUDY_TEXT = "name: {name}\nbundle: phantom2d_dropclass\nmax_epochs: {epochs}\nseeds: [0, 1]\narms: {arms}\nendpoint_classes: [lesion_a]\nresults: {name}_results\n"
+
+
+def test_a_study_reuses_the_runs_of_a_study_it_shares_runs_with(tmp_path):
+    """Only arms both run, only this study's seeds, its own committed runs first; the copied files are the other's."""
+    from medseg_dropclass.study.study_file import reuse_committed_runs
+
+    (tmp_path / "first.yaml").write_text(STUDY_TEXT.format(name="first", epochs=3, arms="[baseline, dropclass]"))
+    (tmp_path / "second.yaml").write_text(
+        STUDY_TEXT.format(name="second", epochs=3, arms="[baseline, head_control]") + "shares_runs_with: [first]\n"
+    )
+    for study, arm, seed in [
+        ("first", "baseline", 0),
+        ("first", "baseline", 1),
+        ("first", "dropclass", 0),
+        ("second", "baseline", 1),
+    ]:
+        run = tmp_path / f"{study}_results" / "results" / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(f'{{"from": "{study}"}}')
+    second = load_study(str(tmp_path / "second.yaml"))
+    assert [other.name for other in second.shares_runs_with] == ["first"]
+    copied = reuse_committed_runs(second, tmp_path / "out")
+    assert copied == ["baseline seed 1", "baseline seed 0 (from first)"]
+    assert (tmp_path / "out" / "baseline" / "seed0" / "result.json").read_text() == '{"from": "first"}'
+    assert (tmp_path / "out" / "baseline" / "seed1" / "result.json").read_text() == '{"from": "second"}'
+    assert not (tmp_path / "out" / "dropclass").exists()
+
+
+@pytest.mark.parametrize(
+    "other, sharing, message",
+    [
+        (None, "[first]", r"bad.yaml: shares_runs_with: no study file .*first.yaml"),
+        (
+            STUDY_TEXT.format(name="first", epochs=4, arms="[baseline]"),
+            "[first]",
+            "bad.yaml: cannot share runs with .*first.yaml: max_epochs 3 there 4",
+        ),
+        (
+            STUDY_TEXT.format(name="first", epochs=3, arms="[dropclass]"),
+            "[first]",
+            "bad.yaml: cannot share runs with .*first.yaml: no arm in common",
+        ),
+        (
+            STUDY_TEXT.format(
+                name="first", epochs=3, arms="[{baseline: {description: mine, overrides: {batch_size: 2}}}]"
+            ),
+            "[first]",
+            r"bad.yaml: cannot share runs with .*first.yaml: arm\(s\) \['baseline'\] defined differently",
+        ),
+        (
+            STUDY_TEXT.format(name="first", epochs=3, arms="[baseline]") + "shares_runs_with: [bad]\n",
+            "[first]",
+            r"first.yaml: shares_runs_with: .*bad.yaml shares back \(a circle\)",
+        ),
+    ],
+)
+def test_a_study_shares_runs_only_with_one_that_trains_them_alike(tmp_path, other, sharing, message):
+    if other is not None:
+        (tmp_path / "first.yaml").write_text(other)
+    (tmp_path / "bad.yaml").write_text(
+        STUDY_TEXT.format(name="bad", epochs=3, arms="[baseline]") + f"shares_runs_with: {sharing}\n"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_study(str(tmp_path / "bad.yaml"))
+
+
 def test_the_figures_quoted_in_results_come_from_the_generated_reports():
     """The restated conclusions in docs/RESULTS.md quote intervals; each must appear in a generated report."""
     import re
