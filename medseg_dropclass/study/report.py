@@ -36,6 +36,9 @@ __all__ = [
     "shifted_split",
     "reference_arm",
     "primary_endpoint",
+    "primary_endpoints",
+    "rare_class_mean",
+    "fastest_run_seconds",
     "class_differences",
     "collapse_events",
     "plain_summary",
@@ -161,7 +164,7 @@ def case_clusters(results: dict, arm: str, split: str, seeds: Sequence[int], gro
     )
 
 
-def _rare_per_seed(classes: Sequence[int]):
+def rare_class_mean(classes: Sequence[int]):
     """``(S, K)`` per-seed class means -> ``(S,)`` their mean over ``classes`` (a class without a value left out)."""
 
     def rare(means: np.ndarray) -> np.ndarray:
@@ -189,7 +192,7 @@ def primary_endpoint(
     Returns ``{"in_distribution", "shifted", "drop"}`` and, with a reference, ``"drop_minus_reference"``; without a
     shifted split ``{"in_distribution"}`` and, with a reference, ``"in_distribution_minus_reference"`` (the endpoint then).
     """
-    rare = _rare_per_seed(rare_classes(results))
+    rare = rare_class_mean(rare_classes(results))
     test, shifted = results["splits"][0], shifted_split(results)
     seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
     splits = {"test": test} if shifted is None else {"test": test, "shifted": shifted}
@@ -218,6 +221,32 @@ def primary_endpoint(
         other = {key: case_matrix(results, reference, split, seeds=seeds) for key, split in splits.items()}
         out["drop_minus_reference"] = crossed_estimate(own, drop, reference=other, **options)
     return out
+
+
+def primary_endpoints(
+    results: dict, arms: Sequence[str], n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None
+) -> Tuple[Dict[str, Dict[str, Estimate]], Dict[str, float], float]:
+    """:func:`primary_endpoint` of every arm against its compared arm, on ``seeds`` (default: those every arm finished),
+    with the endpoint's p-values (never below the seed count's floor) Holm-adjusted over the compared arms.
+
+    Returns ``(estimates per arm, Holm-adjusted p per compared arm, the seed count's p floor)``."""
+    seeds = study_seeds(results, arms) if seeds is None else list(seeds)
+    primaries = {}
+    for arm in arms:
+        reference = reference_arm(results, arm) if reference_arm(results, arm) != arm else None
+        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples, seeds)
+    key = "in_distribution_minus_reference" if shifted_split(results) is None else "drop_minus_reference"
+    compared = [a for a in arms if key in primaries[a]]
+    adjusted = dict(zip(compared, (float(p) for p in holm([primaries[a][key].p_reported[0] for a in compared]))))
+    floor = next((primaries[a][key].p_floor for a in compared), float("nan"))
+    return primaries, adjusted, floor
+
+
+def fastest_run_seconds(results: dict, arm: str, seeds: Sequence[int]) -> float:
+    """The fastest training wall time of ``arm`` over ``seeds`` (other work on a machine only slows a run down, as
+    ``timeit`` takes the minimum); a resumed run's time covers only its last part and is left out (NaN: none left)."""
+    costs = [entry["cost"] for entry in (_run(results, arm, seed) for seed in seeds) if not entry.get("resumed")]
+    return float(np.min([c["seconds"] for c in costs])) if costs else float("nan")
 
 
 def class_estimates(
@@ -285,7 +314,7 @@ def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[
     of seeds allows to conclude."""
     names = results["class_names"]
     rare = rare_classes(results)
-    rare_of = _rare_per_seed(rare)
+    rare_of = rare_class_mean(rare)
     test, shifted = results["splits"][0], shifted_split(results)
     seeds = study_seeds(results) if seeds is None else list(seeds)
     if results.get("endpoint_classes"):
@@ -398,19 +427,13 @@ def write_report(
             "| arm | rare Dice in distribution | rare Dice shifted | drop | compared arm's drop | drop minus compared arm's | p (Holm) |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-    primaries = {}
-    for arm in arms:
-        reference = reference_arm(results, arm) if reference_arm(results, arm) != arm else None
-        primaries[arm] = primary_endpoint(results, arm, reference, n_resamples, seeds)
-    key = "in_distribution_minus_reference" if shifted is None else "drop_minus_reference"
-    compared = [a for a in arms if key in primaries[a]]
-    adjusted = dict(zip(compared, holm([primaries[a][key].p_reported[0] for a in compared])))
-    floor = next((primaries[a][key].p_floor for a in compared), float("nan"))
+    primaries, adjusted, floor = primary_endpoints(results, arms, n_resamples, seeds)
+    compared = list(adjusted)
     for arm in arms:
         result = primaries[arm]
         reference = reference_arm(results, arm)
         if shifted is None:
-            difference = result.get(key)
+            difference = result.get("in_distribution_minus_reference")
             lines.append(
                 f"| {arm} | {interval_text(result['in_distribution'])} | "
                 + (
@@ -545,7 +568,7 @@ def write_report(
         if not costs:
             lines.append(f"| {arm} | n/a (resumed runs only) | | |")
             continue
-        seconds = np.min([c["seconds"] for c in costs])
+        seconds = fastest_run_seconds(results, arm, seeds)
         images = np.nanmax([c.get("images_per_second", float("nan")) for c in costs]) if costs else float("nan")
         memory = np.nanmax([c["peak_memory_mib"] for c in costs])
         lines.append(f"| {arm} | {seconds:.0f} | {images:.1f} | {memory:.0f} |")

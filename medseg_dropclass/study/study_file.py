@@ -347,14 +347,15 @@ def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
 
 def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
     """``study-report STUDY.yaml [--collect OUTPUT_DIR] [--output-dir DIR]``: rewrite a study's committed report from its
-    committed per-run results (``<results>/results/``), after copying in the finished runs of ``--collect``."""
+    committed per-run results (``<results>/results/``), after copying in the finished runs of ``--collect``.
+    ``study-report A.yaml [B.yaml ...] --decision-table FILE``: write the decision table over those studies instead."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m medseg_dropclass study-report", description=study_report_main.__doc__
     )
-    parser.add_argument("study", help="the study file, e.g. studies/acdc_common.yaml")
+    parser.add_argument("study", nargs="+", help="the study file, e.g. studies/acdc_common.yaml")
     parser.add_argument(
         "--collect",
         default=None,
@@ -364,10 +365,23 @@ def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument(
         "--output-dir", default=None, help="where the report goes (default: the study's results folder)"
     )
+    parser.add_argument(
+        "--decision-table",
+        default=None,
+        metavar="FILE",
+        help="write the decision table of the studies named (each method against its compared arm) to FILE",
+    )
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args(argv)
+    if args.decision_table:
+        if args.collect or args.output_dir:
+            parser.error("--decision-table writes only the table: collect and report each study first")
+        _decision_table_main(args.study, pathlib.Path(args.decision_table), args.resamples)
+        return
+    if len(args.study) > 1:
+        parser.error(f"one study at a time (got {len(args.study)}), or several with --decision-table")
     try:
-        study = load_study(args.study)
+        study = load_study(args.study[0])
         runs = study.results / "results"
         if args.collect:
             print(
@@ -387,3 +401,24 @@ def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
         study, results, pathlib.Path(args.output_dir) if args.output_dir else study.results, args.resamples
     ):
         print(f"wrote {path}")
+
+
+def _decision_table_main(paths: Sequence[str], output: pathlib.Path, n_resamples: int) -> None:
+    """``study-report ... --decision-table FILE``: a study without a committed run is listed as not run yet."""
+    import sys
+
+    from medseg_dropclass.study.decision import write_decision_table
+
+    sections = []
+    try:
+        for path in paths:
+            study = load_study(path)
+            runs = study.results / "results"
+            finished = len(missing_runs(study, runs)) < len(study.arms) * len(study.seeds)
+            results = study_results(study, runs) if finished else None
+            sections.append((study.name, results, study.pooled_iou))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    command = "python -m medseg_dropclass study-report " + " ".join(paths) + f" --decision-table {output}"
+    print(f"wrote {write_decision_table(sections, output, command, n_resamples)}")
