@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -208,8 +208,8 @@ def run_study(
 ) -> dict:
     """Train and evaluate every arm for every seed; return (and write to ``results.json``) the results.
 
-    ``jobs``: runs trained side by side (each with ``cores // jobs`` threads), then evaluated one after the other;
-    1 (the default): one run at a time with every core.
+    ``jobs``: runs trained side by side (each with ``cores // jobs`` threads), each evaluated here as its training
+    ends (while the others still train; a failed run stops none of them); 1 (the default): one run at a time with every core.
 
     ``train=False`` collects the finished runs only (a report of a study in progress; nothing is trained).
     ``eval_splits``: the labelled splits scored, in-distribution first (default: every labelled split besides
@@ -283,31 +283,54 @@ def run_study(
                 arm_dir = out / arm / f"seed{seed}"
                 runs.append((arm, seed, full, arm_dir, _finished(arm_dir, full, splits)))
         pending = [run for run in runs if run[4] is None] if train else []
-        trained = _train_concurrently(bundle, pending, jobs) if jobs > 1 and len(pending) > 1 else {}
-        for arm, seed, full, arm_dir, entry in runs:
-            if entry is None and not train:
-                continue
-            if entry is None:
-                entry = _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share, trained.get((arm, seed)))
-            results["arms"][arm]["seeds"][str(seed)] = entry
+        entries: Dict[tuple, dict] = {}
+
+        def record(arm: str, seed: int, entry: dict) -> None:
+            entries[(arm, seed)] = entry
+            # every arm's seeds in study order, whichever run finished first
+            for name in results["arms"]:
+                results["arms"][name]["seeds"] = {str(s): entries[(name, s)] for s in seeds if (name, s) in entries}
             (out / "results.json").write_text(json.dumps(results, indent=1))
+
+        for arm, seed, _, _, entry in runs:
+            if entry is not None:
+                record(arm, seed, entry)
+        if jobs > 1 and len(pending) > 1:
+            _train_concurrently(
+                bundle,
+                pending,
+                jobs,
+                lambda run, trained: record(
+                    run[0], run[1], _train_and_evaluate(bundle, *run[:4], splits, share, trained)
+                ),
+            )
+        for arm, seed, full, arm_dir, entry in pending:
+            if (arm, seed) not in entries:
+                record(arm, seed, _train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share))
         return results
 
 
-def _train_concurrently(bundle: str, pending: list, jobs: int) -> Dict[tuple, tuple]:
+def _train_concurrently(bundle: str, pending: list, jobs: int, finish: Callable[[tuple, tuple], None]) -> None:
     """Train ``pending`` runs ``jobs`` at a time, each child with ``cores // jobs`` threads (small networks scale
     poorly over threads: two one-thread runs side by side take ~1.75x less wall time than one after the other on 2
-    cores, measured on the phantoms). Returns ``{(arm, seed): (cost, resumed checkpoint or None)}``."""
-    from concurrent.futures import ThreadPoolExecutor
+    cores, measured on the phantoms), and call ``finish(run, (cost, resumed checkpoint or None))`` in this thread as
+    each ends (its evaluation runs while the others still train, and its result is on disk if a later run fails or
+    the sitting ends). A failed run does not stop the others nor their ``finish``; the first failure is raised after."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-
-    def one(run):
-        arm, seed, full, arm_dir, _ = run
-        return (arm, seed), _train(bundle, arm, seed, full, arm_dir, threads)
-
+    failures = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the child processes
-        return dict(pool.map(one, pending))
+        futures = {pool.submit(_train, bundle, run[0], run[1], run[2], run[3], threads): run for run in pending}
+        for future in as_completed(futures):
+            try:
+                finish(futures[future], future.result())
+            except Exception as error:  # noqa: BLE001 - the other runs go on; raised below
+                failures.append(error)
+    if failures:
+        if len(failures) > 1:
+            print(f"{len(failures)} runs failed; the first:", file=sys.stderr)
+        raise failures[0]
 
 
 def _finished(arm_dir: pathlib.Path, overrides: dict, splits: Sequence[str] = ()) -> Optional[dict]:

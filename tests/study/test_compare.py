@@ -351,3 +351,42 @@ def test_case_groups_select_the_cases_by_file_name():
     assert case_matrix(results, "a", "test", group="_ED.")[0, :, 1].tolist() == [0.9, 0.7]
     assert case_matrix(results, "a", "test", group="_ES.")[0, :, 1].tolist() == [0.5]
     assert case_matrix(results, "a", "test").shape == (1, 3, 2)
+
+
+def test_runs_side_by_side_are_evaluated_as_each_ends_and_a_failure_stops_none(phantom2d, tmp_path, monkeypatch):
+    """--jobs: a run is evaluated (in the calling thread) as soon as its training ends, while the others still train;
+    a failed run does not cost the others their evaluation, and its error is raised after them."""
+    import threading
+    import time
+
+    import medseg_dropclass.study.compare as compare
+
+    events = []
+    registry = {"baseline": ARMS["baseline"], "broken": ARMS["head_control"]}
+
+    def train(bundle, arm, seed, full, arm_dir, threads=None):
+        if arm == "broken":
+            raise RuntimeError(f"training {arm_dir} failed (exit 1)")
+        time.sleep(1.5 if seed == 1 else 0.1)
+        events.append(("trained", seed, time.monotonic()))
+        return {"seconds": 1.0, "peak_memory_mib": 1.0, "threads": threads}, None
+
+    def train_and_evaluate(bundle, arm, seed, full, arm_dir, splits, share, trained=None):
+        assert threading.current_thread() is threading.main_thread() and trained is not None
+        events.append(("evaluated", seed, time.monotonic()))
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        entry = {"overrides": full, "cost": trained[0], "resumed": False, "summaries": {s: {} for s in splits}}
+        (arm_dir / "result.json").write_text(json.dumps(entry))
+        return entry
+
+    monkeypatch.setattr(compare, "_train", train)
+    monkeypatch.setattr(compare, "_train_and_evaluate", train_and_evaluate)
+    with pytest.raises(RuntimeError, match=r"broken/seed[01] failed"):
+        run_study(
+            str(tmp_path), ["baseline", "broken"], [1, 0], 1, dataset_dir=str(phantom2d), jobs=2, registry=registry
+        )
+    when = {(kind, seed): t for kind, seed, t in events}
+    assert set(when) == {("trained", 0), ("trained", 1), ("evaluated", 0), ("evaluated", 1)}
+    assert when[("evaluated", 0)] < when[("trained", 1)]  # evaluated while seed 1 still trained
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert list(saved["arms"]["baseline"]["seeds"]) == ["1", "0"] and saved["arms"]["broken"]["seeds"] == {}
