@@ -565,7 +565,7 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
         nargs="+",
         default=[],
         metavar="ARM:ARM",
-        help="with --pooled-iou: further paired differences (secondary), e.g. dropclass:head_control",
+        help="further paired differences of the endpoint (secondary, not in the Holm family), e.g. dropclass:head_control",
     )
     parser.add_argument(
         "--gradcam-classes",
@@ -650,7 +650,6 @@ def compare_main(argv: Optional[List[str]] = None) -> None:
             o
             for o, v in (
                 ("--similarity-pairs", pairs),
-                ("--contrasts", contrasts),
                 ("--gradcam-classes", args.gradcam_classes),
             )
             if v
@@ -714,7 +713,8 @@ def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry,
         from medseg_dropclass.study.study_file import study_results
 
         results = study_results(study, pathlib.Path(args.output_dir))
-    report = write_report(results, args.output_dir)
+    # the contrasts go to the study's primary report: the pooled-IoU one where there is one
+    report = write_report(results, args.output_dir, contrasts=() if args.pooled_iou else contrasts)
     if not args.no_figures:
         write_figures(results, args.output_dir)
     print(report.read_text())

@@ -15,20 +15,17 @@ from typing import List, Optional, Sequence, Tuple
 from medseg_dropclass.study.formatting import FLOOR_NOTE, design_text, p_text, signed_text
 from medseg_dropclass.study.pooled import pooled_differences, pooled_endpoint
 from medseg_dropclass.study.report import (
-    case_clusters,
-    case_matrix,
     fastest_run_seconds,
     primary_endpoint,
     primary_endpoints,
-    rare_class_mean,
     rare_classes,
+    rare_difference,
     reference_arm,
     shifted_split,
     study_seeds,
 )
-from medseg_dropclass.study.statistics import Estimate, crossed_estimate, per_seed_mean
 
-__all__ = ["comparisons", "rare_difference", "decision_section", "write_decision_table"]
+__all__ = ["comparisons", "decision_section", "write_decision_table"]
 
 
 def comparisons(results: dict) -> List[Tuple[str, str]]:
@@ -43,21 +40,6 @@ def comparisons(results: dict) -> List[Tuple[str, str]]:
         if reference not in (arm, "baseline") and "baseline" in arms:
             rows.append((arm, "baseline"))
     return rows
-
-
-def rare_difference(
-    results: dict, arm: str, reference: str, split: str, n_resamples: int, seeds: Sequence[int]
-) -> Estimate:
-    """Mean Dice of the endpoint's classes on ``split``, ``arm - reference`` (each arm averaging its own values) on
-    the same seeds and cases: equal to the difference of the two arms' columns in the study's report."""
-    rare = rare_class_mean(rare_classes(results))
-    return crossed_estimate(
-        {"s": case_matrix(results, arm, split, seeds=seeds)},
-        lambda v: rare(per_seed_mean(v["s"])),
-        reference={"s": case_matrix(results, reference, split, seeds=seeds)},
-        clusters={"s": case_clusters(results, arm, split, seeds)},
-        n_resamples=n_resamples,
-    )
 
 
 def _time_ratio(results: dict, arm: str, reference: str, seeds: Sequence[int]) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "primary_endpoint",
     "primary_endpoints",
     "rare_class_mean",
+    "rare_difference",
     "fastest_run_seconds",
     "class_differences",
     "collapse_events",
@@ -223,6 +224,21 @@ def primary_endpoint(
     return out
 
 
+def rare_difference(
+    results: dict, arm: str, reference: str, split: str, n_resamples: int, seeds: Sequence[int]
+) -> Estimate:
+    """Mean Dice of the endpoint's classes on ``split``, ``arm - reference`` (each arm averaging its own values) on
+    the same seeds and cases: equal to the difference of the two arms' columns in the study's report."""
+    rare = rare_class_mean(rare_classes(results))
+    return crossed_estimate(
+        {"s": case_matrix(results, arm, split, seeds=seeds)},
+        lambda v: rare(per_seed_mean(v["s"])),
+        reference={"s": case_matrix(results, reference, split, seeds=seeds)},
+        clusters={"s": case_clusters(results, arm, split, seeds)},
+        n_resamples=n_resamples,
+    )
+
+
 def primary_endpoints(
     results: dict, arms: Sequence[str], n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None
 ) -> Tuple[Dict[str, Dict[str, Estimate]], Dict[str, float], float]:
@@ -343,9 +359,16 @@ def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[
 
 
 def write_report(
-    results: dict, output_dir: str, title: str = "Baseline vs DropClass, per class", n_resamples: int = 2000
+    results: dict,
+    output_dir: str,
+    title: str = "Baseline vs DropClass, per class",
+    n_resamples: int = 2000,
+    contrasts: Sequence[Tuple[str, str]] = (),
 ) -> pathlib.Path:
     """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path.
+
+    ``contrasts``: further ``(arm, other arm)`` differences of the endpoint (secondary, not in the Holm family), e.g.
+    copy-paste against DropClass.
 
     Every number is on the seeds every reported arm finished (:func:`study_seeds`), so a difference always equals
     the difference of the arm columns it compares (to the printed digit, up to rounding of the last)."""
@@ -455,6 +478,7 @@ def write_report(
         )
     if compared and any(adjusted[a] <= floor * (1 + 1e-9) for a in compared):
         lines += ["", FLOOR_NOTE]
+    lines += _contrast_lines(results, [(a, b) for a, b in contrasts if a in arms and b in arms], n_resamples, seeds)
 
     for split in splits:
         per_arm = {arm: class_estimates(results, arm, split, n_resamples=n_resamples, seeds=seeds) for arm in arms}
@@ -590,6 +614,34 @@ def write_report(
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _contrast_lines(
+    results: dict, contrasts: Sequence[Tuple[str, str]], n_resamples: int, seeds: Sequence[int]
+) -> List[str]:
+    """The secondary contrasts' table: the endpoint's rare-class Dice difference on each split and, with a shifted
+    split, the difference of the drops (unadjusted p: not in the primary family)."""
+    if not contrasts:
+        return []
+    splits, shifted = results["splits"], shifted_split(results)
+    key = "in_distribution_minus_reference" if shifted is None else "drop_minus_reference"
+    header = " | ".join(f"rare Dice `{split}`" for split in splits) + (" | drop minus other's" if shifted else "")
+    lines = [
+        "",
+        "Secondary contrasts (named by the study before the runs; each equals the difference of the two arms' rows "
+        "above on the same seeds and cases; p unadjusted, not in the Holm family):",
+        "",
+        f"| contrast | {header} | p |",
+        "|---|" + "---:|" * (len(splits) + (1 if shifted else 0) + 1),
+    ]
+    for arm, other in contrasts:
+        cells = [signed_text(rare_difference(results, arm, other, split, n_resamples, seeds)) for split in splits]
+        endpoint = primary_endpoint(results, arm, other, n_resamples, seeds)[key]
+        if shifted:
+            cells.append(signed_text(endpoint))
+        floor = endpoint.p_floor
+        lines.append(f"| {arm} - {other} | " + " | ".join(cells) + f" | {p_text(endpoint.p_reported[0], floor)} |")
+    return lines
 
 
 def validation_curves(run_dirs: Sequence[pathlib.Path], class_names: Sequence[str]) -> Dict[str, np.ndarray]:

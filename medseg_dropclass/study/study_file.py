@@ -288,7 +288,12 @@ def write_study_reports(
     from medseg_dropclass.study.pooled import write_pooled_report
     from medseg_dropclass.study.report import write_report
 
-    written = [write_report(results, str(output_dir), n_resamples=n_resamples)]
+    # the contrasts go to the study's primary report: the pooled-IoU one where there is one
+    written = [
+        write_report(
+            results, str(output_dir), n_resamples=n_resamples, contrasts=() if study.pooled_iou else study.contrasts
+        )
+    ]
     if study.pooled_iou:
         written.append(
             write_pooled_report(results, str(output_dir), study.similarity_pairs, n_resamples, study.contrasts)

@@ -5,8 +5,8 @@ baseline, and a study not run yet says so."""
 import numpy as np
 import pytest
 
-from medseg_dropclass.study.decision import comparisons, rare_difference, write_decision_table
-from medseg_dropclass.study.report import primary_endpoint, primary_endpoints, write_report
+from medseg_dropclass.study.decision import comparisons, write_decision_table
+from medseg_dropclass.study.report import primary_endpoint, primary_endpoints, rare_difference, write_report
 from tests.study.test_compare import fake_results
 from tests.study.test_report_adds_up import table
 

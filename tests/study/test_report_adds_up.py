@@ -36,6 +36,7 @@ def check_report_adds_up(report: str, class_names, splits) -> int:
     checked = 0
     primary = table(report, "## Primary endpoint")
     header, rows = primary[0], primary[2:]
+    rare = {row[0]: [_point(cell) for cell in row[1 : 2 if header[1] == "rare Dice" else 3]] for row in rows}
     if header[1] == "rare Dice":  # no shifted split: arm | rare Dice | compared arm's | difference | p
         for row in rows:
             if row[3] not in ("-", "n/a"):
@@ -56,6 +57,16 @@ def check_report_adds_up(report: str, class_names, splits) -> int:
             assert abs(_point(row[4]) - drops[reference]) <= 1e-9, row  # the compared arm's drop is its own row's
             assert abs(_point(row[5]) - (drops[row[0]] - drops[reference])) <= 0.0011, row
             checked += 1
+    if "Secondary contrasts" in report:  # each cell against the two arms' rows of the primary table
+        for row in table(report, "Secondary contrasts")[2:]:
+            arm, other = row[0].split(" - ")
+            expected = [a - b for a, b in zip(rare[arm], rare[other])]
+            if len(expected) == 2:  # the drops' difference
+                expected.append((rare[arm][0] - rare[arm][1]) - (rare[other][0] - rare[other][1]))
+            for cell, value in zip(row[1:-1], expected):
+                assert abs(_point(cell) - value) <= 0.0021, (row, expected)
+                checked += 1
+            assert len(row) == len(expected) + 2, row  # contrast, the cells, p
     columns = {}
     for split in splits:
         rows = table(report, f"## Dice per class, split `{split}`")
@@ -94,8 +105,21 @@ def test_printed_differences_equal_the_columns_beside_them(tmp_path, trial):
     results = fake_results(values)
     if trial % 2:  # a study in progress: one arm has a seed the others have not
         del results["arms"]["head_control"]["seeds"]["4"]
-    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
-    assert check_report_adds_up(report, NAMES, ["test", "test_shifted"]) >= 2 + 2 * 2 * 2
+    contrasts = [("dropclass", "head_control"), ("head_control", "dropclass")]
+    report = write_report(results, str(tmp_path), n_resamples=50, contrasts=contrasts).read_text()
+    assert check_report_adds_up(report, NAMES, ["test", "test_shifted"]) >= 2 + 2 * 2 * 2 + 2 * 3
+    rows = table(report, "Secondary contrasts")[2:]
+    assert [row[0] for row in rows] == ["dropclass - head_control", "head_control - dropclass"]
+    assert [_point(c) for c in rows[0][1:4]] == [-_point(c) for c in rows[1][1:4]]  # a contrast turned round
+
+
+def test_a_contrast_without_a_shifted_split_is_the_in_distribution_difference(tmp_path):
+    rng = np.random.default_rng(7)
+    results = fake_results({arm: {"test": rng.uniform(0, 1, (5, 20, 3))} for arm in ("baseline", "dropclass", "topk")})
+    results["splits"] = ["test"]
+    report = write_report(results, str(tmp_path), n_resamples=50, contrasts=[("topk", "dropclass")]).read_text()
+    assert table(report, "Secondary contrasts")[0] == ["contrast", "rare Dice `test`", "p"]
+    assert check_report_adds_up(report, NAMES, ["test"]) >= 2 + 1
 
 
 if __name__ == "__main__":  # python -m tests.study.test_report_adds_up REPORT.md CLASS ... : check a written report

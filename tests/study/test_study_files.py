@@ -33,6 +33,27 @@ def test_every_study_file_parses(path):
         assert arm.reference in study.arms or name == "baseline" or arm.reference == "baseline", name
 
 
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_compare_takes_every_study_file_to_its_runs(path, tmp_path, monkeypatch):
+    """``compare --study`` gets every committed study file past its argument checks to the runs (it refused
+    alternatives_phantoms: its contrasts were taken for pooled-IoU options)."""
+    import medseg_dropclass.study.compare as compare
+    from medseg_dropclass.apps.cli import main
+
+    asked = []
+
+    def stop(output_dir, arms, seeds, *args, **kwargs):
+        asked.append((list(arms), list(seeds), kwargs["eval_splits"]))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(compare, "run_study", stop)
+    monkeypatch.setattr("medseg_dropclass.study.study_file.reuse_committed_runs", lambda *a: [])
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--study", str(path), "--output-dir", str(tmp_path)])
+    study = load_study(str(path))
+    assert stopped.value.code == 0 and asked == [(list(study.arms), list(study.seeds), study.eval_splits)]
+
+
 COMMITTED = [p for p in STUDIES if ((REPO / load_study(str(p)).results) / "results").is_dir()]
 
 
