@@ -115,10 +115,11 @@ def evaluation_splits(dataset_json: pathlib.Path) -> List[str]:
 
 
 def train_arm(
-    bundle: str, overrides: dict, output_dir: pathlib.Path, threads: Optional[int] = None
+    bundle: str, overrides: dict, output_dir: pathlib.Path, threads: Optional[int] = None, side_by_side: int = 1
 ) -> Dict[str, float]:
     """Train one arm in a child process (with ``threads`` torch threads where given); return its wall time (s),
-    peak resident memory (MiB) and thread count.
+    peak resident memory (MiB), thread count and ``side_by_side`` (how many runs trained at once: a run's wall time
+    compares only with runs trained alike).
 
     The peak is the child's own ``VmHWM`` (Linux ``/proc``, reset at exec), read while it runs: the
     ``ru_maxrss`` of ``wait4`` would include the parent's memory at fork time, which grows over a study.
@@ -149,6 +150,7 @@ def train_arm(
         "peak_memory_mib": peak_kib / 1024.0 if peak_kib else float("nan"),
         # the numerics depend on it: a run regenerates bitwise only at the same thread count
         "threads": threads or torch.get_num_threads(),
+        "side_by_side": side_by_side,
     }
 
 
@@ -321,7 +323,7 @@ def _train_concurrently(bundle: str, pending: list, jobs: int, finish: Callable[
     threads = max(1, (os.cpu_count() or 1) // jobs)
     failures = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the child processes
-        futures = {pool.submit(_train, bundle, run[0], run[1], run[2], run[3], threads): run for run in pending}
+        futures = {pool.submit(_train, bundle, run[0], run[1], run[2], run[3], threads, jobs): run for run in pending}
         for future in as_completed(futures):
             try:
                 finish(futures[future], future.result())
@@ -362,7 +364,15 @@ def _portable(overrides: Optional[dict]) -> Optional[dict]:
     return {**overrides, "dataset_dir": pathlib.Path(str(overrides["dataset_dir"])).name}
 
 
-def _train(bundle: str, arm: str, seed: int, full: dict, arm_dir: pathlib.Path, threads: Optional[int] = None) -> tuple:
+def _train(
+    bundle: str,
+    arm: str,
+    seed: int,
+    full: dict,
+    arm_dir: pathlib.Path,
+    threads: Optional[int] = None,
+    side_by_side: int = 1,
+) -> tuple:
     resumed = latest_checkpoint(str(arm_dir / "run" / "checkpoints"))
     print(
         f"[{arm} seed {seed}] training {full['max_epochs']} epochs"
@@ -370,7 +380,7 @@ def _train(bundle: str, arm: str, seed: int, full: dict, arm_dir: pathlib.Path, 
         + (f" ({threads} thread(s), beside other runs)" if threads else ""),
         flush=True,
     )
-    return train_arm(bundle, full, arm_dir, threads), resumed
+    return train_arm(bundle, full, arm_dir, threads, side_by_side), resumed
 
 
 def _train_and_evaluate(

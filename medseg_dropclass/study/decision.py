@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 from medseg_dropclass.study.formatting import FLOOR_NOTE, design_text, p_text, signed_text
 from medseg_dropclass.study.pooled import pooled_differences, pooled_endpoint
 from medseg_dropclass.study.report import (
+    common_setting,
     fastest_run_seconds,
     primary_endpoint,
     primary_endpoints,
@@ -43,8 +44,13 @@ def comparisons(results: dict) -> List[Tuple[str, str]]:
 
 
 def _time_ratio(results: dict, arm: str, reference: str, seeds: Sequence[int]) -> str:
-    ratio = fastest_run_seconds(results, arm, seeds) / fastest_run_seconds(results, reference, seeds)
-    return "n/a" if ratio != ratio else f"{ratio:.2f}x"
+    """The fastest run's wall time of ``arm`` over ``reference``'s, among runs trained alike (threads, runs side by
+    side: :func:`common_setting`)."""
+    setting = common_setting(results, [arm, reference], seeds)
+    if setting is None:
+        return "n/a (no runs trained alike)"
+    ratio = fastest_run_seconds(results, arm, seeds, setting) / fastest_run_seconds(results, reference, seeds, setting)
+    return f"{ratio:.2f}x"
 
 
 def decision_section(name: str, results: dict, pooled: bool, n_resamples: int = 2000) -> List[str]:

@@ -8,6 +8,7 @@ and the statistics follow docs/STUDY_DESIGN.md: seeds are the replicates, seeds 
 import math
 import pathlib
 import warnings
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = [
     "rare_class_mean",
     "rare_difference",
     "fastest_run_seconds",
+    "common_setting",
+    "run_setting",
     "class_differences",
     "collapse_events",
     "plain_summary",
@@ -258,10 +261,36 @@ def primary_endpoints(
     return primaries, adjusted, floor
 
 
-def fastest_run_seconds(results: dict, arm: str, seeds: Sequence[int]) -> float:
+def run_setting(cost: dict) -> str:
+    """How a run was trained, as far as its cost entry records it (a run's wall time compares only with runs trained
+    alike): ``"2 threads, alone"``, ``"1 thread, 2 side by side"``, ``"1 thread"`` (side by side unrecorded), or
+    ``"unrecorded"`` (runs from before either was recorded)."""
+    threads, side_by_side = cost.get("threads"), cost.get("side_by_side")
+    if threads is None:
+        return "unrecorded"
+    text = f"{threads} thread{'s' if threads != 1 else ''}"
+    if side_by_side is None:
+        return text
+    return text + (", alone" if side_by_side == 1 else f", {side_by_side} side by side")
+
+
+def common_setting(results: dict, arms: Sequence[str], seeds: Sequence[int]) -> Optional[str]:
+    """The :func:`run_setting` under which every arm has a run of ``seeds`` that was not resumed (the one with most
+    such runs where several are), or ``None``: then the arms' wall times do not compare."""
+    per_arm = [
+        Counter(run_setting(e["cost"]) for e in (_run(results, arm, s) for s in seeds) if not e.get("resumed"))
+        for arm in arms
+    ]
+    shared = set.intersection(*(set(c) for c in per_arm)) if per_arm else set()
+    return max(shared, key=lambda k: (sum(c[k] for c in per_arm), k)) if shared else None
+
+
+def fastest_run_seconds(results: dict, arm: str, seeds: Sequence[int], setting: Optional[str] = None) -> float:
     """The fastest training wall time of ``arm`` over ``seeds`` (other work on a machine only slows a run down, as
-    ``timeit`` takes the minimum); a resumed run's time covers only its last part and is left out (NaN: none left)."""
+    ``timeit`` takes the minimum), among runs trained under ``setting`` where given (:func:`run_setting`); a resumed
+    run's time covers only its last part and is left out (NaN: none left)."""
     costs = [entry["cost"] for entry in (_run(results, arm, seed) for seed in seeds) if not entry.get("resumed")]
+    costs = [c for c in costs if setting is None or run_setting(c) == setting]
     return float(np.min([c["seconds"] for c in costs])) if costs else float("nan")
 
 
@@ -575,27 +604,35 @@ def write_report(
         low, high = clopper_pearson(k, n)
         lines.append(f"| {arm} | {k} / {n} | [{low:.2f}, {high:.2f}] | {'; '.join(which) or '-'} |")
 
+    setting = common_setting(results, arms, seeds)
     lines += [
         "",
-        "## Cost (same machine, one run at a time)",
+        "## Cost (same machine)",
         "",
         "Fastest run over the seeds (other work on the machine can only slow a run down, as `timeit` takes the minimum); "
-        "training only, evaluation excluded; peak memory: the largest over the seeds.",
+        "training only, evaluation excluded; peak memory: the largest over the seeds. "
+        + (
+            f"Times of runs trained alike only (threads and runs side by side change them): setting `{setting}`."
+            if setting
+            else "**The arms have no runs trained alike** (threads, runs side by side): their wall times do not "
+            "compare; each arm's fastest run is shown with its setting."
+        ),
         "",
-        "| arm | wall time per run (s) | images / s | peak memory (MiB) |",
-        "|---|---:|---:|---:|",
+        "| arm | wall time per run (s) | images / s | peak memory (MiB) | trained |",
+        "|---|---:|---:|---:|---|",
     ]
     for arm in arms:
         # a resumed run's time covers only its last part
         runs = [_run(results, arm, seed) for seed in seeds]  # the seeds of every other table
         costs = [entry["cost"] for entry in runs if not entry.get("resumed")]
         if not costs:
-            lines.append(f"| {arm} | n/a (resumed runs only) | | |")
+            lines.append(f"| {arm} | n/a (resumed runs only) | | | |")
             continue
-        seconds = fastest_run_seconds(results, arm, seeds)
-        images = np.nanmax([c.get("images_per_second", float("nan")) for c in costs]) if costs else float("nan")
         memory = np.nanmax([c["peak_memory_mib"] for c in costs])
-        lines.append(f"| {arm} | {seconds:.0f} | {images:.1f} | {memory:.0f} |")
+        alike = [c for c in costs if setting is None or run_setting(c) == setting]
+        fastest = min(alike, key=lambda c: c["seconds"])
+        images = np.nanmax([c.get("images_per_second", float("nan")) for c in alike])
+        lines.append(f"| {arm} | {fastest['seconds']:.0f} | {images:.1f} | {memory:.0f} | {run_setting(fastest)} |")
 
     lines += [
         "",

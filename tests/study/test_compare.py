@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 import shutil
 
@@ -364,7 +365,8 @@ def test_runs_side_by_side_are_evaluated_as_each_ends_and_a_failure_stops_none(p
     events = []
     registry = {"baseline": ARMS["baseline"], "broken": ARMS["head_control"]}
 
-    def train(bundle, arm, seed, full, arm_dir, threads=None):
+    def train(bundle, arm, seed, full, arm_dir, threads=None, side_by_side=1):
+        assert side_by_side == 2 and threads == max(1, (os.cpu_count() or 1) // 2)  # recorded with its wall time
         if arm == "broken":
             raise RuntimeError(f"training {arm_dir} failed (exit 1)")
         time.sleep(1.5 if seed == 1 else 0.1)

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from medseg_dropclass.study.report import write_report
+from medseg_dropclass.study.decision import _time_ratio
+from medseg_dropclass.study.report import common_setting, run_setting, write_report
 from tests.study.test_compare import NAMES, fake_results
 
 NUMBER = r"[+-]?\d+\.\d+"
@@ -139,4 +140,34 @@ def test_costs_and_similarities_are_on_the_seeds_of_every_other_table(tmp_path):
     extra["cost"] = {"seconds": 1.0, "peak_memory_mib": 9999.0, "images_per_second": 999.0}
     report = write_report(results, str(tmp_path), n_resamples=20).read_text()
     assert "| baseline | 0.100 | 0.200 | 0.300 |" in report  # seed 4's 9.0 left out, as in every other table
-    assert "| baseline | 10 | 5.0 | 100 |" in report and "`baseline` seed(s) 4" in report
+    assert "| baseline | 10 | 5.0 | 100 | unrecorded |" in report and "`baseline` seed(s) 4" in report
+
+
+def test_wall_times_compare_only_between_runs_trained_alike(tmp_path):
+    """Threads and runs side by side change a run's wall time: the cost table and the decision table's time ratio
+    take each arm's fastest run among those trained alike, and say so where no setting is shared."""
+    rng = np.random.default_rng(0)
+    results = fake_results({arm: {"test": rng.uniform(0, 1, (5, 10, 3))} for arm in ("baseline", "dropclass")})
+    results["splits"] = ["test"]
+    alone, beside = {"threads": 2, "side_by_side": 1}, {"threads": 1, "side_by_side": 2}
+    for arm, seconds, settings in (
+        ("baseline", [100, 90, 95, 30, 80], [alone, alone, alone, beside, {}]),  # 30 s: a run beside another
+        ("dropclass", [120, 115, 60, 110, 130], [alone, alone, beside, alone, beside]),
+    ):
+        for seed, (time, setting) in enumerate(zip(seconds, settings)):
+            results["arms"][arm]["seeds"][str(seed)]["cost"].update(seconds=float(time), **setting)
+    assert run_setting(beside) == "1 thread, 2 side by side" and run_setting({"threads": 2}) == "2 threads"
+    assert run_setting({}) == "unrecorded"
+    assert common_setting(results, ["baseline", "dropclass"], range(5)) == "2 threads, alone"  # 6 runs against 3
+    report = write_report(results, str(tmp_path), n_resamples=20).read_text()
+    assert "| baseline | 90 | 5.0 | 100 | 2 threads, alone |" in report
+    assert "| dropclass | 110 | 5.0 | 100 | 2 threads, alone |" in report
+    assert _time_ratio(results, "dropclass", "baseline", range(5)) == f"{110 / 90:.2f}x"
+    for entry in results["arms"]["dropclass"]["seeds"].values():
+        entry["cost"].update(threads=4, side_by_side=1)
+    assert _time_ratio(results, "dropclass", "baseline", range(5)) == "n/a (no runs trained alike)"
+    report = write_report(results, str(tmp_path), n_resamples=20).read_text()
+    assert (
+        "**The arms have no runs trained alike**" in report
+        and "| baseline | 30 | 5.0 | 100 | 1 thread, 2 side by side |" in report
+    )
