@@ -274,13 +274,17 @@ def run_setting(cost: dict) -> str:
     return text + (", alone" if side_by_side == 1 else f", {side_by_side} side by side")
 
 
+def _fresh_costs(results: dict, arm: str, seeds: Sequence[int], setting: Optional[str] = None) -> List[dict]:
+    """Cost entries of ``arm``'s runs of ``seeds`` that were not resumed (a resumed run's time covers only its last
+    part), trained under ``setting`` where given (:func:`run_setting`)."""
+    costs = [entry["cost"] for entry in (_run(results, arm, seed) for seed in seeds) if not entry.get("resumed")]
+    return [c for c in costs if setting is None or run_setting(c) == setting]
+
+
 def common_setting(results: dict, arms: Sequence[str], seeds: Sequence[int]) -> Optional[str]:
     """The :func:`run_setting` under which every arm has a run of ``seeds`` that was not resumed (the one with most
     such runs where several are), or ``None``: then the arms' wall times do not compare."""
-    per_arm = [
-        Counter(run_setting(e["cost"]) for e in (_run(results, arm, s) for s in seeds) if not e.get("resumed"))
-        for arm in arms
-    ]
+    per_arm = [Counter(run_setting(c) for c in _fresh_costs(results, arm, seeds)) for arm in arms]
     shared = set.intersection(*(set(c) for c in per_arm)) if per_arm else set()
     return max(shared, key=lambda k: (sum(c[k] for c in per_arm), k)) if shared else None
 
@@ -289,8 +293,7 @@ def fastest_run_seconds(results: dict, arm: str, seeds: Sequence[int], setting: 
     """The fastest training wall time of ``arm`` over ``seeds`` (other work on a machine only slows a run down, as
     ``timeit`` takes the minimum), among runs trained under ``setting`` where given (:func:`run_setting`); a resumed
     run's time covers only its last part and is left out (NaN: none left)."""
-    costs = [entry["cost"] for entry in (_run(results, arm, seed) for seed in seeds) if not entry.get("resumed")]
-    costs = [c for c in costs if setting is None or run_setting(c) == setting]
+    costs = _fresh_costs(results, arm, seeds, setting)
     return float(np.min([c["seconds"] for c in costs])) if costs else float("nan")
 
 
@@ -622,14 +625,12 @@ def write_report(
         "|---|---:|---:|---:|---|",
     ]
     for arm in arms:
-        # a resumed run's time covers only its last part
-        runs = [_run(results, arm, seed) for seed in seeds]  # the seeds of every other table
-        costs = [entry["cost"] for entry in runs if not entry.get("resumed")]
+        costs = _fresh_costs(results, arm, seeds)  # the seeds of every other table
         if not costs:
             lines.append(f"| {arm} | n/a (resumed runs only) | | | |")
             continue
         memory = np.nanmax([c["peak_memory_mib"] for c in costs])
-        alike = [c for c in costs if setting is None or run_setting(c) == setting]
+        alike = _fresh_costs(results, arm, seeds, setting)
         fastest = min(alike, key=lambda c: c["seconds"])
         images = np.nanmax([c.get("images_per_second", float("nan")) for c in alike])
         lines.append(f"| {arm} | {fastest['seconds']:.0f} | {images:.1f} | {memory:.0f} | {run_setting(fastest)} |")
