@@ -20,6 +20,7 @@ from medseg_dropclass.study.formatting import interval_text as _interval_text
 from medseg_dropclass.study.report import (
     case_clusters,
     finished_seeds,
+    held_out_lines,
     reference_arm,
     seed_cases,
     study_seeds,
@@ -184,6 +185,7 @@ def write_pooled_report(
         "Holm-adjusted over the compared arms.",
         "",
     ]
+    lines += held_out_lines(results)
     endpoints: Dict[str, Dict[str, dict]] = {
         split: pooled_endpoint(results, arms, split, n_resamples, common) for split in splits
     }

@@ -51,6 +51,7 @@ __all__ = [
     "write_report",
     "write_difference_figure",
     "study_seeds",
+    "held_out_lines",
     "case_clusters",
     "class_estimates",
 ]
@@ -153,6 +154,22 @@ def study_seeds(results: dict, arms: Optional[Sequence[str]] = None) -> List[int
     is computed on these, so each difference equals the difference of the columns beside it."""
     arms = [a for a in results["arms"] if results["arms"][a]["seeds"]] if arms is None else list(arms)
     return finished_seeds(results, *arms) if arms else []
+
+
+def held_out_lines(results: dict) -> List[str]:
+    """The report's line naming the arms held out until they finish (``results["held_out"]``, set by
+    :func:`medseg_dropclass.study.study_file.hold_out_unfinished_arms`); none when nothing is held out."""
+    held = results.get("held_out") or {}
+    if not held:
+        return []
+    asked = len(results["seeds"])
+    return [
+        "Held out of every table until they have finished every seed the study asks for (or until the arm they are "
+        "compared with has): "
+        + "; ".join(f"`{arm}` ({len(seeds)} of {asked} seeds finished)" for arm, seeds in held.items())
+        + ".",
+        "",
+    ]
 
 
 def case_clusters(results: dict, arm: str, split: str, seeds: Sequence[int], group: Optional[str] = None) -> np.ndarray:
@@ -446,6 +463,7 @@ def write_report(
             f"Seeds the study asks for but not every arm has finished yet: {', '.join(map(str, unfinished))}.",
             "",
         ]
+    lines += held_out_lines(results)
     extra = {a: s for a, s in left_out.items() if s}
     if extra:
         lines += [

@@ -28,6 +28,7 @@ __all__ = [
     "collect_runs",
     "reuse_committed_runs",
     "missing_runs",
+    "hold_out_unfinished_arms",
     "study_report_main",
 ]
 
@@ -270,6 +271,7 @@ def study_results(study: Study, root: pathlib.Path) -> dict:
         raise FileNotFoundError(
             f"{root}: no finished run of {study.path} ({', '.join(study.arms)}; seeds {study.seeds})"
         )
+    hold_out_unfinished_arms(results)
     splits = list(study.eval_splits or first["summaries"])
     share = first["summaries"][splits[0]].get("class_share")
     if not share:
@@ -279,6 +281,34 @@ def study_results(study: Study, root: pathlib.Path) -> dict:
     if unknown:
         raise ValueError(f"{study.path}: endpoint class(es) {unknown} not in {list(share)}")
     return results
+
+
+def hold_out_unfinished_arms(results: dict) -> Dict[str, List[int]]:
+    """Take out of ``results["arms"]`` every arm that has some but not all of the study's seeds, and every arm compared
+    with such an arm, as long as at least one arm has them all; returns ``{arm: its finished seeds}``, also recorded as
+    ``results["held_out"]`` for the report.
+
+    A report's numbers are on the seeds every reported arm finished, so one arm in progress would cut every table to
+    its few seeds; held out, it enters the tables when it has finished (its runs can be committed as they come)."""
+    asked = [str(s) for s in results["seeds"]]
+    finished = {arm: [s for s in asked if s in entry["seeds"]] for arm, entry in results["arms"].items()}
+    results["held_out"] = {}
+    if not any(len(seeds) == len(asked) for seeds in finished.values()):
+        return {}  # no arm is complete: the report pairs the seeds every arm has finished
+    held = {arm for arm, seeds in finished.items() if 0 < len(seeds) < len(asked)}
+    while True:
+        dependent = {
+            arm
+            for arm, entry in results["arms"].items()
+            if arm not in held and entry.get("reference") in held and finished[arm]
+        }
+        if not dependent:
+            break
+        held |= dependent
+    for arm in held:
+        del results["arms"][arm]
+    results["held_out"] = {arm: [int(s) for s in finished[arm]] for arm in sorted(held)}
+    return results["held_out"]
 
 
 def write_study_reports(

@@ -260,3 +260,31 @@ def _run_and_capture(main, argv) -> str:
     with contextlib.redirect_stdout(buffer):
         main(argv)
     return buffer.getvalue()
+
+
+def test_an_arm_in_progress_is_held_out_not_cutting_the_finished_arms(tmp_path):
+    """Committed runs of an unfinished arm (and of an arm compared with it) stay out of the tables, which keep every
+    seed of the finished arms; the report names them. With no arm finished, the seeds all arms share are reported."""
+    import numpy as np
+
+    from medseg_dropclass.study.report import write_report
+    from medseg_dropclass.study.study_file import hold_out_unfinished_arms
+    from tests.study.test_compare import fake_results
+
+    base = np.random.default_rng(0).uniform(0.5, 0.9, (5, 6, 3))
+    splits = {"test": base, "test_shifted": base - 0.2}
+    results = fake_results({arm: splits for arm in ("baseline", "dropclass", "baseline_2x", "dropclass_2x")})
+    results["arms"]["dropclass_2x"]["reference"] = "baseline_2x"
+    for seed in ("2", "3", "4"):
+        del results["arms"]["baseline_2x"]["seeds"][seed]  # 2 of 5 seeds: held out, and dropclass_2x with it
+    held = hold_out_unfinished_arms(results)
+    assert held == {"baseline_2x": [0, 1], "dropclass_2x": [0, 1, 2, 3, 4]}
+    assert list(results["arms"]) == ["baseline", "dropclass"]
+    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert "5 seed(s) finished by every arm (0, 1, 2, 3, 4)" in report
+    assert "`baseline_2x` (2 of 5 seeds finished); `dropclass_2x` (5 of 5 seeds finished)" in report
+
+    results = fake_results({arm: splits for arm in ("baseline", "dropclass")})
+    del results["arms"]["baseline"]["seeds"]["4"], results["arms"]["dropclass"]["seeds"]["3"]
+    assert hold_out_unfinished_arms(results) == {} and list(results["arms"]) == ["baseline", "dropclass"]
+    assert "3 seed(s) finished by every arm (0, 1, 2)" in write_report(results, str(tmp_path), n_resamples=50).read_text()
