@@ -287,4 +287,6 @@ def test_an_arm_in_progress_is_held_out_not_cutting_the_finished_arms(tmp_path):
     results = fake_results({arm: splits for arm in ("baseline", "dropclass")})
     del results["arms"]["baseline"]["seeds"]["4"], results["arms"]["dropclass"]["seeds"]["3"]
     assert hold_out_unfinished_arms(results) == {} and list(results["arms"]) == ["baseline", "dropclass"]
-    assert "3 seed(s) finished by every arm (0, 1, 2)" in write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert (
+        "3 seed(s) finished by every arm (0, 1, 2)" in write_report(results, str(tmp_path), n_resamples=50).read_text()
+    )
