@@ -27,7 +27,6 @@ from medseg_dropclass.engine.checkpoints import latest_checkpoint, read_checkpoi
 from medseg_dropclass.engine.config_values import ConfigKeyError
 from medseg_dropclass.engine.run_lock import FolderLockedError, folder_lock
 from medseg_dropclass.evaluation.similarity import class_weight_similarity, save_similarity_heatmap, similarity_summary
-from medseg_dropclass.study.report import write_report
 
 __all__ = [
     "ARMS",
@@ -719,20 +718,17 @@ def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry,
             file=sys.stderr,
         )
         sys.exit(1)
-    if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
-        from medseg_dropclass.study.study_file import study_results
+    from medseg_dropclass.study.study_file import study_results, write_reports
 
+    if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
         results = study_results(study, pathlib.Path(args.output_dir))
-    # the contrasts go to the study's primary report: the pooled-IoU one where there is one
-    report = write_report(results, args.output_dir, contrasts=() if args.pooled_iou else contrasts)
+    written = write_reports(results, pathlib.Path(args.output_dir), contrasts, pairs if args.pooled_iou else None)
     if not args.no_figures:
         write_figures(results, args.output_dir)
-    print(report.read_text())
-    print(f"report: {report}")
+    print(written[0].read_text())
+    print(f"report: {written[0]}")
     if args.pooled_iou:
-        from medseg_dropclass.study.pooled import write_pooled_report
-
-        pooled = write_pooled_report(results, args.output_dir, pairs, contrasts=contrasts)
+        pooled = written[1]
         if args.gradcam_classes:
             figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
             with pooled.open("a") as text:

@@ -311,24 +311,32 @@ def hold_out_unfinished_arms(results: dict) -> Dict[str, List[int]]:
     return results["held_out"]
 
 
+def write_reports(
+    results: dict,
+    output_dir: pathlib.Path,
+    contrasts: Sequence[Tuple[str, str]] = (),
+    similarity_pairs: Optional[Sequence[Tuple[str, str]]] = None,
+    n_resamples: int = 2000,
+) -> List[pathlib.Path]:
+    """``report.md`` and, given ``similarity_pairs`` (the pooled-IoU report's), ``report_pooled_iou.md`` in
+    ``output_dir``; the contrasts go to the primary report: the pooled-IoU one where there is one."""
+    from medseg_dropclass.study.pooled import write_pooled_report
+    from medseg_dropclass.study.report import write_report
+
+    pooled = similarity_pairs is not None
+    written = [write_report(results, str(output_dir), n_resamples=n_resamples, contrasts=() if pooled else contrasts)]
+    if pooled:
+        written.append(write_pooled_report(results, str(output_dir), similarity_pairs, n_resamples, contrasts))
+    return written
+
+
 def write_study_reports(
     study: Study, results: dict, output_dir: pathlib.Path, n_resamples: int = 2000
 ) -> List[pathlib.Path]:
     """``report.md`` (and, with ``pooled_iou``, ``report_pooled_iou.md``) in ``output_dir``."""
-    from medseg_dropclass.study.pooled import write_pooled_report
-    from medseg_dropclass.study.report import write_report
-
-    # the contrasts go to the study's primary report: the pooled-IoU one where there is one
-    written = [
-        write_report(
-            results, str(output_dir), n_resamples=n_resamples, contrasts=() if study.pooled_iou else study.contrasts
-        )
-    ]
-    if study.pooled_iou:
-        written.append(
-            write_pooled_report(results, str(output_dir), study.similarity_pairs, n_resamples, study.contrasts)
-        )
-    return written
+    return write_reports(
+        results, output_dir, study.contrasts, study.similarity_pairs if study.pooled_iou else None, n_resamples
+    )
 
 
 RUN_FILES = ("result.json", "args.json")  # what a finished run leaves that a study commits
