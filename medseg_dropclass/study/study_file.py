@@ -25,6 +25,7 @@ __all__ = [
     "load_study",
     "study_results",
     "write_study_reports",
+    "write_reports",
     "collect_runs",
     "reuse_committed_runs",
     "missing_runs",
