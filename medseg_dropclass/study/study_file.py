@@ -291,8 +291,10 @@ def hold_out_unfinished_arms(results: dict) -> Dict[str, List[int]]:
 
     A report's numbers are on the seeds every reported arm finished, so one arm in progress would cut every table to
     its few seeds; held out, it enters the tables when it has finished (its runs can be committed as they come)."""
-    asked = [str(s) for s in results["seeds"]]
-    finished = {arm: [s for s in asked if s in entry["seeds"]] for arm, entry in results["arms"].items()}
+    from medseg_dropclass.study.report import finished_seeds
+
+    asked = results["seeds"]
+    finished = {arm: finished_seeds(results, arm) for arm in results["arms"]}
     results["held_out"] = {}
     if not any(len(seeds) == len(asked) for seeds in finished.values()):
         return {}  # no arm is complete: the report pairs the seeds every arm has finished
@@ -308,7 +310,7 @@ def hold_out_unfinished_arms(results: dict) -> Dict[str, List[int]]:
         held |= dependent
     for arm in held:
         del results["arms"][arm]
-    results["held_out"] = {arm: [int(s) for s in finished[arm]] for arm in sorted(held)}
+    results["held_out"] = {arm: finished[arm] for arm in sorted(held)}
     return results["held_out"]
 
 
