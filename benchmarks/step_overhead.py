@@ -77,7 +77,9 @@ CASES = [
 ]
 
 
-def make_arms(case: Case, device: torch.device):
+def make_arms(case: Case, device: torch.device, fused_head: Optional[bool] = None):
+    """The baseline and the DropClass network of ``case`` (same seed), each with its SGD optimizer; ``fused_head``
+    sets the DropClass head's train path (``DropClassHead.fused``: None = the device's default)."""
     arms = {}
     for dropclass in (False, True):
         torch.manual_seed(0)
@@ -89,6 +91,8 @@ def make_arms(case: Case, device: torch.device):
             dropclass=dropclass,
             **case.network_kwargs,
         ).to(device)
+        if dropclass:
+            net.head.fused = fused_head
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
         arms["dropclass" if dropclass else "baseline"] = (net, optimizer)
     return arms
@@ -205,8 +209,9 @@ def run_case(
     device: torch.device = torch.device("cpu"),
     amp: bool = False,
     fused_loss: Optional[bool] = None,
+    fused_head: Optional[bool] = None,
 ) -> Dict[str, float]:
-    arms = make_arms(case, device)
+    arms = make_arms(case, device, fused_head)
     spatial = (case.size,) * case.spatial_dims if not case.width else (case.size, case.width)
     shape = (case.batch, case.in_channels) + spatial
     generator = torch.Generator().manual_seed(1)
@@ -277,19 +282,26 @@ def main() -> None:
         default="auto",
         help="the dropped branch's fused CE + suppression (DropClassLoss(fused=...)); auto: where measured faster",
     )
+    parser.add_argument(
+        "--fused-head",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the DropClass head's fused chunked train path (DropClassHead.fused); auto: where measured faster",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
-        f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}, fused dropped-branch loss {args.fused_loss}"
+        f"torch {torch.__version__}, {name}, amp {'on' if args.amp else 'off'}, fused dropped-branch loss {args.fused_loss}, "
+        f"fused head {args.fused_head}"
     )
     print(
         "ratio = median of per-round ratios DropClass/baseline; min = ratio of the fastest rounds; "
         "floor = FLOP ratio; mem = peak training-memory ratio; n = rounds until the median was stable"
     )
     header = (
-        f"{'case':<12} {'train base':>10} {'train dc':>9} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3} {'mem':>6}  "
-        f"{'infer base':>10} {'infer dc':>9} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3}  target"
+        f"{'case':<12} {'train base':>11} {'train dc':>10} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3} {'mem':>6}  "
+        f"{'infer base':>11} {'infer dc':>10} {'ratio':>6} {'min':>6} {'floor':>6} {'n':>3}  target"
     )
     print(header)
     for case in CASES:
@@ -304,11 +316,12 @@ def main() -> None:
             device,
             args.amp,
             {"auto": None, "on": True, "off": False}[args.fused_loss],
+            {"auto": None, "on": True, "off": False}[args.fused_head],
         )
         print(
-            f"{case.name:<12} {r['train_baseline_s']:>9.3f}s {r['train_dropclass_s']:>8.3f}s {r['train_ratio']:>6.3f} "
+            f"{case.name:<12} {r['train_baseline_s'] * 1e3:>9.2f}ms {r['train_dropclass_s'] * 1e3:>8.2f}ms {r['train_ratio']:>6.3f} "
             f"{r['train_min_ratio']:>6.3f} {r['train_floor']:>6.3f} {r['train_rounds']:>3d} {r['memory_ratio']:>6.3f}  "
-            f"{r['infer_baseline_s']:>9.3f}s {r['infer_dropclass_s']:>8.3f}s {r['infer_ratio']:>6.3f} {r['infer_min_ratio']:>6.3f} "
+            f"{r['infer_baseline_s'] * 1e3:>9.2f}ms {r['infer_dropclass_s'] * 1e3:>8.2f}ms {r['infer_ratio']:>6.3f} {r['infer_min_ratio']:>6.3f} "
             f"{r['infer_floor']:>6.3f} {r['infer_rounds']:>3d}  {verdict(r)}",
             flush=True,
         )

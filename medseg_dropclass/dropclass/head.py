@@ -107,7 +107,8 @@ class DropClassHead(nn.Module):
             ``w_z`` down is what collapses a class.
         fused: the train path with batch norm: ``True`` the fused chunked function
             (:mod:`medseg_dropclass.dropclass._kernels.fused`), ``False`` plain autograd, ``None`` (default) fused only on the
-            devices where it was measured faster (:data:`~medseg_dropclass.dropclass._kernels.fused.FUSED_DEVICE_TYPES`: CPU) and for
+            devices where it was measured faster (:func:`~medseg_dropclass.dropclass._kernels.fused.fused_is_faster_on`: CPU, and
+            CUDA for 3D maps outside autocast) and for
             at most :data:`~medseg_dropclass.dropclass._kernels.fused.FUSED_MAX_CHANNELS` input channels (wider heads, e.g. HRNet's 240,
             train faster through plain autograd, which stores more: ``fused=True`` keeps the memory low).
             Both give the same values and gradients to float rounding.
@@ -197,7 +198,10 @@ class DropClassHead(nn.Module):
     def use_fused(self, x: torch.Tensor) -> bool:
         """Whether this train step takes the fused path (``fused``, or by ``x``'s device and the channel count when
         ``fused`` is None)."""
-        return fused_is_faster_on(x.device, self.in_channels) if self.fused is None else bool(self.fused)
+        if self.fused is not None:
+            return bool(self.fused)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        return fused_is_faster_on(x.device, self.in_channels, self.spatial_dims, autocast)
 
     @torch.jit.unused
     def fused_train_forward(self, x: torch.Tensor, scale: torch.Tensor, drop_class: Optional[int]) -> DropClassOutput:

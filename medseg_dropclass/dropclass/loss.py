@@ -108,7 +108,8 @@ class DropClassLoss(nn.Module):
             ignored there anyway); ``False`` keeps z's Dice term, which then only pushes ``p_z`` down.
         fused: with a cross-entropy base, the dropped branch's CE and suppression as one autograd function
             (:func:`~medseg_dropclass.dropclass._kernels.fused_loss.dropped_ce_and_suppression`: one softmax, one gradient tensor);
-            ``None``: where measured faster (``fused.FUSED_DEVICE_TYPES``), ``True``/``False``: always/never.
+            ``None``: where measured faster (on CPU; ``fused.fused_is_faster_on`` with no map size), ``True``/``False``:
+            always/never.
 
     Forward:
         ``output``: a :class:`DropClassOutput` (train mode) or plain logits (a baseline network,

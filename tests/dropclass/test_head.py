@@ -266,6 +266,24 @@ def test_the_train_head_runs_under_bfloat16_autocast_in_float32_inside():
     torch.testing.assert_close(head.projection.norm.running_var, reference.projection.norm.running_var)
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_the_eval_head_runs_under_autocast_in_float32_inside(spatial_dims):
+    """AMP inference: the chunked eval path's ``out=`` products are outside autocast's reach and raised 'mat1 and
+    mat2 must have the same dtype' on a bfloat16 (CPU) or float16 (CUDA, found on an H200) feature map. Inside,
+    the products now run in float32: the logits equal the float32 head's on the same rounded features."""
+    torch.manual_seed(0)
+    head = DropClassHead(spatial_dims, 16, 5).eval()
+    head.projection.norm.running_mean.uniform_(-0.5, 0.5)
+    head.projection.norm.running_var.uniform_(0.5, 2.0)
+    features = torch.randn((2, 16) + spatial_shape(spatial_dims, 6)).bfloat16()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(features)
+    assert out.dtype == torch.float32
+    with torch.inference_mode():
+        expected = head(features.float())
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_training_step_of_a_network_under_autocast_matches_float32_within_bfloat16_tolerance():
     from medseg_dropclass import DropClassLoss, build_network
 
@@ -307,7 +325,12 @@ def test_the_fused_path_is_the_default_only_where_it_was_measured_faster(monkeyp
 
     assert fused_is_faster_on(torch.device("cpu")) and not fused_is_faster_on(torch.device("cuda", 0))
     assert fused_is_faster_on("cpu", FUSED_MAX_CHANNELS) and not fused_is_faster_on("cpu", FUSED_MAX_CHANNELS + 1)
-    assert not fused_is_faster_on("cuda", 8)
+    assert fused_is_faster_on("cpu", 8, spatial_dims=2) and fused_is_faster_on("cpu", 8, 2, autocast=True)
+    # CUDA (measured on an H200): fused for 3D maps in float32 only
+    assert fused_is_faster_on("cuda", 8, spatial_dims=3) and not fused_is_faster_on("cuda", 8, spatial_dims=2)
+    assert not fused_is_faster_on("cuda", 8, spatial_dims=3, autocast=True)
+    assert not fused_is_faster_on("cuda", FUSED_MAX_CHANNELS + 1, spatial_dims=3)
+    assert not fused_is_faster_on("mps", 8, spatial_dims=3)
     calls = []
 
     def fused_train_forward(self, x, scale, drop_class):
@@ -331,3 +354,13 @@ def test_the_fused_path_is_the_default_only_where_it_was_measured_faster(monkeyp
     wide.fused = True
     wide(x_wide, drop_class=1)
     assert calls == [True]
+    # the head asks with its spatial dims and whether autocast is on for the map's device
+    import medseg_dropclass.dropclass.head as head_module
+
+    asked = []
+    monkeypatch.setattr(head_module, "fused_is_faster_on", lambda *args: asked.append(args) or False)
+    volume_head = DropClassHead(3, 6, 3).train()
+    volume_head(torch.randn(2, 6, 3, 3, 3), drop_class=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        volume_head(torch.randn(2, 6, 3, 3, 3), drop_class=0)
+    assert asked == [(torch.device("cpu"), 6, 3, False), (torch.device("cpu"), 6, 3, True)]

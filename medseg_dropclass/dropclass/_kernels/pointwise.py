@@ -22,6 +22,28 @@ def _exporting() -> bool:
     return bool(torch.compiler.is_exporting() or torch.compiler.is_compiling())
 
 
+@torch.jit.unused
+def _autocasting(x: torch.Tensor) -> bool:
+    return torch.is_autocast_enabled(x.device.type)
+
+
+@torch.jit.unused
+def _in_float32(
+    x: torch.Tensor,
+    projection_weight: torch.Tensor,
+    projection_bias: torch.Tensor,
+    classifier_weight: torch.Tensor,
+    classifier_bias: Optional[torch.Tensor],
+    chunk: int,
+) -> torch.Tensor:
+    """The chunked products with autocast off, in float32 (as the fused train path computes): autocast does not
+    reach products written with ``out=``, which then met a float16/bfloat16 map and float32 weights."""
+    with torch.autocast(x.device.type, enabled=False):
+        return projection_then_classifier(
+            x.float(), projection_weight, projection_bias, classifier_weight, classifier_bias, chunk
+        )
+
+
 def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``conv1x1(x)`` for ``x`` of shape ``(B, C, *spatial)`` and ``weight`` ``(K, C, 1, ...)`` or ``(K, C)``.
 
@@ -53,7 +75,7 @@ def projection_then_classifier(
         classifier_weight: ``(K, C'[, 1...])``; classifier_bias: ``(K,)`` or ``None``.
 
     Returns:
-        ``(B, K, *spatial)``. Without autograd the ``(C', N)`` intermediate never exists at full size,
+        ``(B, K, *spatial)``, float32 under autocast (the products run in float32 there). Without autograd the ``(C', N)`` intermediate never exists at full size,
         so the extra memory traffic over a plain classifier is one read of ``x``; when gradients are
         needed the products run unchunked.
     """
@@ -61,6 +83,8 @@ def projection_then_classifier(
     exporting = False
     if not torch.jit.is_scripting():
         exporting = _exporting()  # torch.export / ONNX: a chunk loop over a symbolic pixel count cannot be traced
+        if _autocasting(x):
+            return _in_float32(x, projection_weight, projection_bias, classifier_weight, classifier_bias, chunk)
     if (torch.is_grad_enabled() and needs_grad) or exporting:
         # differentiable (e.g. Grad-CAM through the eval path): out= products cannot record autograd
         hidden = torch.relu(pointwise_conv(x, projection_weight, projection_bias))
