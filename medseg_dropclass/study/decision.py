@@ -16,8 +16,8 @@ from medseg_dropclass.study.formatting import FLOOR_NOTE, design_text, p_text, s
 from medseg_dropclass.study.pooled import pooled_differences, pooled_endpoint
 from medseg_dropclass.study.report import (
     common_setting,
+    endpoint_difference,
     fastest_run_seconds,
-    primary_endpoint,
     primary_endpoints,
     rare_classes,
     rare_difference,
@@ -110,9 +110,11 @@ def decision_section(name: str, results: dict, pooled: bool, n_resamples: int = 
                 design = design or design_text(difference)
                 cells.append(signed_text(difference))
             if shifted:
-                drop = (primaries[arm] if own else primary_endpoint(results, arm, reference, n_resamples, seeds))[
-                    "drop_minus_reference"
-                ]
+                drop = (
+                    primaries[arm]["drop_minus_reference"]
+                    if own
+                    else endpoint_difference(results, arm, reference, n_resamples, seeds)
+                )
                 cells.append(signed_text(drop))
             lines.append(
                 f"| {arm} | {reference} | "

@@ -37,6 +37,7 @@ __all__ = [
     "shifted_split",
     "reference_arm",
     "primary_endpoint",
+    "endpoint_difference",
     "primary_endpoints",
     "rare_class_mean",
     "rare_difference",
@@ -196,6 +197,34 @@ def rare_class_mean(classes: Sequence[int]):
     return rare
 
 
+def _endpoint_inputs(results: dict, arm: str, seeds: Sequence[int]):
+    """``(rare-class mean, {key: split}, {key: case matrix of arm}, bootstrap options)`` of the primary endpoint."""
+    rare = rare_class_mean(rare_classes(results))
+    test, shifted = results["splits"][0], shifted_split(results)
+    splits = {"test": test} if shifted is None else {"test": test, "shifted": shifted}
+    own = {key: case_matrix(results, arm, split, seeds=seeds) for key, split in splits.items()}
+    clusters = {key: case_clusters(results, arm, split, seeds) for key, split in splits.items()}
+    return rare, splits, own, {"clusters": clusters}
+
+
+def _endpoint_statistic(rare, splits: Dict[str, str]):
+    """Per-seed statistic of the endpoint: the rare-class drop, or in-distribution rare Dice without a shifted split."""
+    if "shifted" not in splits:
+        return lambda v: rare(per_seed_mean(v["test"]))
+    return lambda v: rare(per_seed_mean(v["test"])) - rare(per_seed_mean(v["shifted"]))
+
+
+def endpoint_difference(
+    results: dict, arm: str, reference: str, n_resamples: int = 2000, seeds: Optional[Sequence[int]] = None
+) -> Estimate:
+    """The primary endpoint's contrast alone, as :func:`primary_endpoint` computes it: ``arm``'s drop minus
+    ``reference``'s, or without a shifted split the in-distribution rare Dice difference."""
+    seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, reference)
+    rare, splits, own, options = _endpoint_inputs(results, arm, seeds)
+    other = {key: case_matrix(results, reference, split, seeds=seeds) for key, split in splits.items()}
+    return crossed_estimate(own, _endpoint_statistic(rare, splits), reference=other, n_resamples=n_resamples, **options)
+
+
 def primary_endpoint(
     results: dict,
     arm: str,
@@ -213,34 +242,20 @@ def primary_endpoint(
     Returns ``{"in_distribution", "shifted", "drop"}`` and, with a reference, ``"drop_minus_reference"``; without a
     shifted split ``{"in_distribution"}`` and, with a reference, ``"in_distribution_minus_reference"`` (the endpoint then).
     """
-    rare = rare_class_mean(rare_classes(results))
-    test, shifted = results["splits"][0], shifted_split(results)
     seeds = list(seeds) if seeds is not None else finished_seeds(results, arm, *([reference] if reference else []))
-    splits = {"test": test} if shifted is None else {"test": test, "shifted": shifted}
-    own = {key: case_matrix(results, arm, split, seeds=seeds) for key, split in splits.items()}
-    clusters = {key: case_clusters(results, arm, split, seeds) for key, split in splits.items()}
-    options = {"clusters": clusters, "n_resamples": n_resamples}
+    rare, splits, own, options = _endpoint_inputs(results, arm, seeds)
+    options["n_resamples"] = n_resamples
     out = {
         "in_distribution": crossed_estimate({"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), **options)
     }
-    if shifted is None:
-        if reference is not None and reference != arm:
-            other = {"test": case_matrix(results, reference, test, seeds=seeds)}
-            out["in_distribution_minus_reference"] = crossed_estimate(
-                {"test": own["test"]}, lambda v: rare(per_seed_mean(v["test"])), reference=other, **options
-            )
-        return out
-
-    def drop(v):
-        return rare(per_seed_mean(v["test"])) - rare(per_seed_mean(v["shifted"]))
-
-    out["shifted"] = crossed_estimate(
-        {"shifted": own["shifted"]}, lambda v: rare(per_seed_mean(v["shifted"])), **options
-    )
-    out["drop"] = crossed_estimate(own, drop, **options)
+    if "shifted" in splits:
+        out["shifted"] = crossed_estimate(
+            {"shifted": own["shifted"]}, lambda v: rare(per_seed_mean(v["shifted"])), **options
+        )
+        out["drop"] = crossed_estimate(own, _endpoint_statistic(rare, splits), **options)
     if reference is not None and reference != arm:
-        other = {key: case_matrix(results, reference, split, seeds=seeds) for key, split in splits.items()}
-        out["drop_minus_reference"] = crossed_estimate(own, drop, reference=other, **options)
+        key = "drop_minus_reference" if "shifted" in splits else "in_distribution_minus_reference"
+        out[key] = endpoint_difference(results, arm, reference, n_resamples, seeds)
     return out
 
 
@@ -680,7 +695,6 @@ def _contrast_lines(
     if not contrasts:
         return []
     splits, shifted = results["splits"], shifted_split(results)
-    key = "in_distribution_minus_reference" if shifted is None else "drop_minus_reference"
     header = " | ".join(f"rare Dice `{split}`" for split in splits) + (" | drop minus other's" if shifted else "")
     lines = [
         "",
@@ -692,7 +706,7 @@ def _contrast_lines(
     ]
     for arm, other in contrasts:
         cells = [signed_text(rare_difference(results, arm, other, split, n_resamples, seeds)) for split in splits]
-        endpoint = primary_endpoint(results, arm, other, n_resamples, seeds)[key]
+        endpoint = endpoint_difference(results, arm, other, n_resamples, seeds)
         if shifted:
             cells.append(signed_text(endpoint))
         floor = endpoint.p_floor
