@@ -265,6 +265,10 @@ def verdict(r: Dict[str, float]) -> str:
     return "ok" if not misses else "MISS " + ",".join(misses)
 
 
+# --fused-loss / --fused-head: "auto" leaves the choice to the device's measured default (None)
+SWITCH = {"auto": None, "on": True, "off": False}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="*", default=[c.name for c in CASES], choices=[c.name for c in CASES])
@@ -278,13 +282,13 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="autocast: float16 on CUDA, bfloat16 on CPU")
     parser.add_argument(
         "--fused-loss",
-        choices=("auto", "on", "off"),
+        choices=tuple(SWITCH),
         default="auto",
         help="the dropped branch's fused CE + suppression (DropClassLoss(fused=...)); auto: where measured faster",
     )
     parser.add_argument(
         "--fused-head",
-        choices=("auto", "on", "off"),
+        choices=tuple(SWITCH),
         default="auto",
         help="the DropClass head's fused chunked train path (DropClassHead.fused); auto: where measured faster",
     )
@@ -315,8 +319,8 @@ def main() -> None:
             args.tolerance,
             device,
             args.amp,
-            {"auto": None, "on": True, "off": False}[args.fused_loss],
-            {"auto": None, "on": True, "off": False}[args.fused_head],
+            SWITCH[args.fused_loss],
+            SWITCH[args.fused_head],
         )
         print(
             f"{case.name:<12} {r['train_baseline_s'] * 1e3:>9.2f}ms {r['train_dropclass_s'] * 1e3:>8.2f}ms {r['train_ratio']:>6.3f} "

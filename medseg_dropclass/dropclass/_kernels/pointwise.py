@@ -75,9 +75,9 @@ def projection_then_classifier(
         classifier_weight: ``(K, C'[, 1...])``; classifier_bias: ``(K,)`` or ``None``.
 
     Returns:
-        ``(B, K, *spatial)``, float32 under autocast (the products run in float32 there). Without autograd the ``(C', N)`` intermediate never exists at full size,
-        so the extra memory traffic over a plain classifier is one read of ``x``; when gradients are
-        needed the products run unchunked.
+        ``(B, K, *spatial)``, float32 under autocast (the products run in float32 there). Without autograd
+        the ``(C', N)`` intermediate never exists at full size, so the extra memory traffic over a plain
+        classifier is one read of ``x``; when gradients are needed the products run unchunked.
     """
     needs_grad = x.requires_grad or projection_weight.requires_grad or classifier_weight.requires_grad
     exporting = False
