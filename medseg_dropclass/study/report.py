@@ -34,6 +34,8 @@ __all__ = [
     "seed_cases",
     "finished_seeds",
     "rare_classes",
+    "SHIFT",
+    "shift_text",
     "shifted_split",
     "reference_arm",
     "primary_endpoint",
@@ -134,6 +136,14 @@ def rare_classes_text(results: dict) -> str:
         shares = ", ".join(f"{names[k]} {100 * results['class_share'][k]:.2f}%" for k in rare_classes(results))
         return f"Endpoint classes (named by the study before the runs; training shares {shares})"
     return f"Rare classes (training share < {100 * RARE:.0f}%): {chosen}"
+
+
+SHIFT = "the context shift"  # what a shifted split changes, unless the study file names it (its ``shift`` key)
+
+
+def shift_text(results: dict) -> str:
+    """What the shifted split changes, as the study file names it (``results["shift"]``), else :data:`SHIFT`."""
+    return results.get("shift") or SHIFT
 
 
 def shifted_split(results: dict) -> Optional[str]:
@@ -409,7 +419,7 @@ def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[
         text = f"- `{arm}`: {own:.3f} in distribution"
         if shifted is not None:
             moved = float(np.nanmean(rare_of(per_seed_mean(case_matrix(results, arm, shifted, seeds=seeds)))))
-            text += f", {moved:.3f} under the context shift (drop {own - moved:+.3f})"
+            text += f", {moved:.3f} under {shift_text(results)} (drop {own - moved:+.3f})"
         per_class = seed_mean(case_matrix(results, arm, test, seeds=seeds))
         lines.append(text + "; per class " + ", ".join(f"{names[k]} {per_class[k]:.3f}" for k in rare) + ".")
     if len(seeds) < 2:
@@ -497,7 +507,7 @@ def write_report(
     lines += ["", "## Primary endpoint", ""]
     lines.append(
         f"{rare_classes_text(results)}. Endpoint, stated before the runs: the mean rare-class "
-        f"Dice in distribution (`{splits[0]}`) minus under the context shift (`{shifted}`), per arm, and its difference "
+        f"Dice in distribution (`{splits[0]}`) minus under {shift_text(results)} (`{shifted}`), per arm, and its difference "
         "from the compared arm's drop (negative: the arm loses less under the shift)."
         if shifted
         else f"{rare_classes_text(results)}. No shifted split in this study: the endpoint is their mean Dice on `{splits[0]}`, "

@@ -19,6 +19,7 @@ import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from medseg_dropclass.study.compare import ARMS, Arm, arm_from
+from medseg_dropclass.study.report import SHIFT
 
 __all__ = [
     "Study",
@@ -44,6 +45,7 @@ KEYS = {
     "seeds": "the seeds",
     "arms": "arm names or {name: arm}",
     "eval_splits": "labelled splits, in-distribution first",
+    "shift": "what the shifted split changes, in a few words for the report (default: the context shift)",
     "endpoint_classes": "the primary endpoint's classes",
     "cluster_pattern": "regular expression naming a case's subject in its reference file name",
     "results": "the committed report folder, relative to the study file",
@@ -74,6 +76,7 @@ class Study:
     results: pathlib.Path
     overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_splits: Optional[List[str]] = None
+    shift: str = SHIFT
     cluster_pattern: Optional[str] = None
     pooled_iou: bool = False
     similarity_pairs: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -188,6 +191,7 @@ def _load_study(file: pathlib.Path, sharing: Tuple[pathlib.Path, ...]) -> Study:
         results=results,
         overrides=dict(content.get("overrides") or {}),
         eval_splits=content.get("eval_splits"),
+        shift=str(content.get("shift") or SHIFT),
         cluster_pattern=content.get("cluster_pattern"),
         pooled_iou=bool(content.get("pooled_iou", False)),
         similarity_pairs=_pairs(content.get("similarity_pairs"), f"{file}: similarity_pairs"),
@@ -255,6 +259,7 @@ def study_results(study: Study, root: pathlib.Path) -> dict:
         "overrides": dict(study.overrides),
         "endpoint_classes": list(study.endpoint_classes),
         "cluster_pattern": study.cluster_pattern,
+        "shift": study.shift,
         "study": study.header(),
         "arms": {},
     }

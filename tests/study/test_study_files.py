@@ -290,3 +290,25 @@ def test_an_arm_in_progress_is_held_out_not_cutting_the_finished_arms(tmp_path):
     assert (
         "3 seed(s) finished by every arm (0, 1, 2)" in write_report(results, str(tmp_path), n_resamples=50).read_text()
     )
+
+
+def test_the_report_names_the_shift_the_study_file_names(tmp_path):
+    """``shift:`` words the report ("under the RV-pathology shift"); without it the report says "the context shift"."""
+    import numpy as np
+
+    from medseg_dropclass.study.report import write_report
+    from tests.study.test_compare import fake_results
+
+    (tmp_path / "s.yaml").write_text(STUDY_TEXT.format(name="s", epochs=2, arms="[baseline]") + "shift: the RV shift\n")
+    (tmp_path / "t.yaml").write_text(STUDY_TEXT.format(name="t", epochs=2, arms="[baseline]"))
+    assert load_study(str(tmp_path / "s.yaml")).shift == "the RV shift"
+    assert load_study(str(tmp_path / "t.yaml")).shift == "the context shift"
+
+    base = np.random.default_rng(0).uniform(0.5, 0.9, (3, 4, 3))
+    arms = ("baseline", "dropclass")
+    results = fake_results({arm: {"test": base, "test_shifted": base - 0.2} for arm in arms}, seeds=(0, 1, 2))
+    assert "under the context shift (drop" in write_report(results, str(tmp_path), n_resamples=20).read_text()
+    results["shift"] = "the RV shift"
+    report = write_report(results, str(tmp_path), n_resamples=20).read_text()
+    assert "under the RV shift (drop" in report and "minus under the RV shift (`test_shifted`)" in report
+    assert "context shift" not in report
