@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-services benchmark clean
+.PHONY: demo test test-services benchmark reports clean
 SERVICES := orthanc orthanc-dicomweb chromium dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
@@ -30,6 +30,13 @@ test-services: $(STAMP)
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SERVICES) >/dev/null \
 	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SERVICES) >/dev/null; }; }
 	$(PY) -m pytest -q -m services tests
+
+# every study's report and the alternatives' decision table, rewritten from the committed per-run results (nothing
+# trained, no dataset needed); tests/study/test_study_files.py fails when a committed one differs
+reports: $(STAMP)
+	$(PY) -m medseg_dropclass study-report studies/*.yaml
+	$(PY) -m medseg_dropclass study-report studies/alternatives_phantoms.yaml studies/alternatives_camvid.yaml \
+	  studies/alternatives_acdc.yaml --decision-table docs/alternatives_decision.md
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py

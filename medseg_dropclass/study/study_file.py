@@ -399,14 +399,14 @@ def reuse_committed_runs(study: Study, output_dir: pathlib.Path) -> List[str]:
 def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
     """``study-report STUDY.yaml [--collect OUTPUT_DIR] [--output-dir DIR]``: rewrite a study's committed report from its
     committed per-run results (``<results>/results/``), after copying in the finished runs of ``--collect``.
+    ``study-report A.yaml B.yaml ...``: rewrite each (a study with no finished run is named and skipped).
     ``study-report A.yaml [B.yaml ...] --decision-table FILE``: write the decision table over those studies instead."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m medseg_dropclass study-report", description=study_report_main.__doc__
     )
-    parser.add_argument("study", nargs="+", help="the study file, e.g. studies/acdc_common.yaml")
+    parser.add_argument("study", nargs="+", help="the study file(s), e.g. studies/acdc_common.yaml or studies/*.yaml")
     parser.add_argument(
         "--collect",
         default=None,
@@ -429,15 +429,25 @@ def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
             parser.error("--decision-table writes only the table: collect and report each study first")
         _decision_table_main(args.study, pathlib.Path(args.decision_table), args.resamples)
         return
-    if len(args.study) > 1:
-        parser.error(f"one study at a time (got {len(args.study)}), or several with --decision-table")
+    if len(args.study) > 1 and (args.collect or args.output_dir):
+        parser.error(f"--collect and --output-dir take one study (got {len(args.study)})")
+    for path in args.study:
+        _study_report(path, args.collect, args.output_dir, args.resamples, alone=len(args.study) == 1)
+
+
+def _study_report(path: str, collect: Optional[str], output_dir: Optional[str], n_resamples: int, alone: bool) -> None:
+    """One study's report (``study_report_main``); with several studies (``alone`` false) one that has no finished
+    run is named and skipped, not an error."""
+    import sys
+
     try:
-        study = load_study(args.study[0])
+        study = load_study(path)
         runs = study.results / "results"
-        if args.collect:
-            print(
-                f"copied {len(collect_runs(study, pathlib.Path(args.collect), runs))} run(s) from {args.collect} into {runs}"
-            )
+        if collect:
+            print(f"copied {len(collect_runs(study, pathlib.Path(collect), runs))} run(s) from {collect} into {runs}")
+        if not alone and len(missing_runs(study, runs)) == len(study.arms) * len(study.seeds):
+            print(f"{path}: no finished run committed yet; no report written")
+            return
         results = study_results(study, runs)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -448,10 +458,10 @@ def study_report_main(argv: Optional[Sequence[str]] = None) -> None:
             f"{len(missing)} run(s) of {study.path} not finished yet (reported without them): {', '.join(missing)}",
             file=sys.stderr,
         )
-    for path in write_study_reports(
-        study, results, pathlib.Path(args.output_dir) if args.output_dir else study.results, args.resamples
+    for written in write_study_reports(
+        study, results, pathlib.Path(output_dir) if output_dir else study.results, n_resamples
     ):
-        print(f"wrote {path}")
+        print(f"wrote {written}")
 
 
 def _decision_table_main(paths: Sequence[str], output: pathlib.Path, n_resamples: int) -> None:

@@ -312,3 +312,42 @@ def test_the_report_names_the_shift_the_study_file_names(tmp_path):
     report = write_report(results, str(tmp_path), n_resamples=20).read_text()
     assert "under the RV shift (drop" in report and "minus under the RV shift (`test_shifted`)" in report
     assert "context shift" not in report
+
+
+def test_study_report_rewrites_several_studies_and_names_one_not_run(tmp_path, capsys):
+    """``study-report A.yaml B.yaml``: each report rewritten; a study with no committed run named and skipped; one study
+    with no run is an error; ``--collect`` takes one study."""
+    import json
+
+    import numpy as np
+
+    from medseg_dropclass.study.study_file import study_report_main
+    from tests.study.test_compare import NAMES, fake_results
+
+    base = np.random.default_rng(1).uniform(0.5, 0.9, (3, 4, 3))
+    results = fake_results({arm: {"test": base, "test_shifted": base - 0.1} for arm in ("baseline", "dropclass")}, (0, 1, 2))
+    for arm, entry in results["arms"].items():
+        for seed, run in entry["seeds"].items():
+            run["summaries"]["test"]["class_share"] = dict(zip(NAMES, results["class_share"]))
+            folder = tmp_path / "ran_results" / "results" / arm / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps(run))
+    arms = "[baseline, dropclass]"
+    for name in ("ran", "waiting"):
+        text = STUDY_TEXT.format(name=name, epochs=2, arms=arms).replace("[0, 1]", "[0, 1, 2]").replace("lesion_a", "lesion")
+        (tmp_path / f"{name}.yaml").write_text(text + "eval_splits: [test, test_shifted]\n")
+    ran, waiting = str(tmp_path / "ran.yaml"), str(tmp_path / "waiting.yaml")
+
+    study_report_main([ran, waiting, "--resamples", "20"])
+    printed = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'ran_results' / 'report.md'}" in printed
+    assert f"{waiting}: no finished run committed yet; no report written" in printed
+    assert "rare-class Dice" in (tmp_path / "ran_results" / "report.md").read_text()
+    assert not (tmp_path / "waiting_results").exists()
+
+    with pytest.raises(SystemExit):
+        study_report_main([waiting, "--resamples", "20"])
+    assert "no finished run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study_report_main([ran, waiting, "--collect", str(tmp_path)])
+    assert "--collect and --output-dir take one study (got 2)" in capsys.readouterr().err
