@@ -325,7 +325,9 @@ def test_study_report_rewrites_several_studies_and_names_one_not_run(tmp_path, c
     from tests.study.test_compare import NAMES, fake_results
 
     base = np.random.default_rng(1).uniform(0.5, 0.9, (3, 4, 3))
-    results = fake_results({arm: {"test": base, "test_shifted": base - 0.1} for arm in ("baseline", "dropclass")}, (0, 1, 2))
+    results = fake_results(
+        {arm: {"test": base, "test_shifted": base - 0.1} for arm in ("baseline", "dropclass")}, (0, 1, 2)
+    )
     for arm, entry in results["arms"].items():
         for seed, run in entry["seeds"].items():
             run["summaries"]["test"]["class_share"] = dict(zip(NAMES, results["class_share"]))
@@ -334,7 +336,11 @@ def test_study_report_rewrites_several_studies_and_names_one_not_run(tmp_path, c
             (folder / "result.json").write_text(json.dumps(run))
     arms = "[baseline, dropclass]"
     for name in ("ran", "waiting"):
-        text = STUDY_TEXT.format(name=name, epochs=2, arms=arms).replace("[0, 1]", "[0, 1, 2]").replace("lesion_a", "lesion")
+        text = (
+            STUDY_TEXT.format(name=name, epochs=2, arms=arms)
+            .replace("[0, 1]", "[0, 1, 2]")
+            .replace("lesion_a", "lesion")
+        )
         (tmp_path / f"{name}.yaml").write_text(text + "eval_splits: [test, test_shifted]\n")
     ran, waiting = str(tmp_path / "ran.yaml"), str(tmp_path / "waiting.yaml")
 
