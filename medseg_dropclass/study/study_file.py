@@ -445,14 +445,14 @@ def _study_report(path: str, collect: Optional[str], output_dir: Optional[str], 
         runs = study.results / "results"
         if collect:
             print(f"copied {len(collect_runs(study, pathlib.Path(collect), runs))} run(s) from {collect} into {runs}")
-        if not alone and len(missing_runs(study, runs)) == len(study.arms) * len(study.seeds):
+        missing = missing_runs(study, runs)
+        if not alone and len(missing) == len(study.arms) * len(study.seeds):
             print(f"{path}: no finished run committed yet; no report written")
             return
         results = study_results(study, runs)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    missing = missing_runs(study, runs)
     if missing:
         print(
             f"{len(missing)} run(s) of {study.path} not finished yet (reported without them): {', '.join(missing)}",
