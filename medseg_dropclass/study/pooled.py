@@ -150,6 +150,16 @@ def _interval(result: Estimate, index: int, scale: float = 100.0, signed: bool =
     return _interval_text(result, index, digits=1, scale=scale, signed=signed)
 
 
+def _budget_text(results: dict, arms: Sequence[str]) -> str:
+    """``"40 epochs"``, or ``"budget 1x = 40 epochs (baseline_2x: 2x)"`` where an arm trains another budget."""
+    other = [f"{a}: {results['arms'][a]['budget']}x" for a in arms if results["arms"][a].get("budget", 1) != 1]
+    return (
+        f"budget 1x = {results['max_epochs']} epochs ({', '.join(other)})"
+        if other
+        else f"{results['max_epochs']} epochs"
+    )
+
+
 def write_pooled_report(
     results: dict,
     output_dir: str,
@@ -172,7 +182,7 @@ def write_pooled_report(
     lines = [
         "# Pooled IoU per class (dataset-level, the street-scene convention)",
         "",
-        f"Bundle `{results['bundle']}`, {results['max_epochs']} epochs at budget 1x, networks of the last epoch; "
+        f"Bundle `{results['bundle']}`, {_budget_text(results, arms)}, networks of the last epoch; "
         f"{len(common)} seed(s) finished by every arm ({', '.join(map(str, common))}). IoU of a class = sum TP / sum "
         "(TP + FP + FN) over the split's images, per seed, then the mean over seeds; in percent. Intervals: 95%, seeds and "
         "images crossed: seed variance (t over seeds) plus image-set variance (bootstrap, the pooled IoU recomputed from "

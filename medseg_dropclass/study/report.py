@@ -473,12 +473,12 @@ def write_report(
     )
     lines += [
         f"Bundle `{results['bundle']}`, {len(seeds)} seed(s) finished by every arm ({', '.join(map(str, seeds))}), "
-        f"{results['max_epochs']} epochs at budget 1x; networks of the last epoch (no checkpoint selection). Per class: "
-        "mean over seeds of each seed's per-case mean (a class absent from reference and prediction of a case has no "
-        "value, as in nnU-Net; each arm averages its own values). Differences are differences of the arms' own "
-        "statistics on the same seeds and cases. Intervals: 95%, seeds and cases crossed (every seed is scored on the "
-        f"same cases): seed variance (t over seeds) plus case-set variance (bootstrap; {clustering}), Welch-Satterthwaite "
-        "degrees of freedom (docs/STUDY_DESIGN.md). "
+        f"budget 1x = {results['max_epochs']} epochs (an arm's budget, in the table below, multiplies it); networks of "
+        "the last epoch (no checkpoint selection). Per class: mean over seeds of each seed's per-case mean (a class "
+        "absent from reference and prediction of a case has no value, as in nnU-Net; each arm averages its own values). "
+        "Differences are differences of the arms' own statistics on the same seeds and cases. Intervals: 95%, seeds "
+        "and cases crossed (every seed is scored on the same cases): seed variance (t over seeds) plus case-set variance "
+        f"(bootstrap; {clustering}), Welch-Satterthwaite degrees of freedom (docs/STUDY_DESIGN.md). "
         + ("**One seed: no interval can be given** (training variance is unknown)." if one_seed else ""),
         "",
     ]

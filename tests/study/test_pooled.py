@@ -166,3 +166,15 @@ def test_compare_on_a_dataset_without_dataset_json_and_the_pooled_report(tmp_pat
     assert "Pole " in report and "| Pole - Car |" in report and "gradcam_Pole.png" in report
     assert (out / "gradcam_Pole.png").stat().st_size > 5000
     assert "pooled-IoU report:" in capsys.readouterr().out
+
+
+def test_the_pooled_report_names_an_arm_trained_at_another_budget(tmp_path):
+    counts = np.ones((2, 4, 3, 3))
+    results = fake_results({"baseline": counts, "baseline_2x": counts.copy()}, seeds=(0, 1))
+    one_budget = write_pooled_report(results, str(tmp_path / "one"), n_resamples=50).read_text()
+    assert "Bundle `camvid_dropclass`, 5 epochs, networks of the last epoch" in one_budget
+    results["arms"]["baseline_2x"]["budget"] = 2
+    two_budgets = write_pooled_report(results, str(tmp_path / "two"), n_resamples=50).read_text()
+    assert (
+        "Bundle `camvid_dropclass`, budget 1x = 5 epochs (baseline_2x: 2x), networks of the last epoch" in two_budgets
+    )

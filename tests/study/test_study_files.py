@@ -282,6 +282,7 @@ def test_an_arm_in_progress_is_held_out_not_cutting_the_finished_arms(tmp_path):
     assert list(results["arms"]) == ["baseline", "dropclass"]
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
     assert "5 seed(s) finished by every arm (0, 1, 2, 3, 4)" in report
+    assert f"budget 1x = {results['max_epochs']} epochs (an arm's budget, in the table below, multiplies it)" in report
     assert "`baseline_2x` (2 of 5 seeds finished); `dropclass_2x` (5 of 5 seeds finished)" in report
 
     results = fake_results({arm: splits for arm in ("baseline", "dropclass")})
