@@ -18,6 +18,7 @@ from medseg_dropclass.study.report import (
     common_setting,
     endpoint_difference,
     fastest_run_seconds,
+    held_out_lines,
     primary_endpoints,
     rare_classes,
     rare_difference,
@@ -60,7 +61,7 @@ def decision_section(name: str, results: dict, pooled: bool, n_resamples: int = 
     splits, shifted = results["splits"], shifted_split(results)
     classes = ", ".join(results["class_names"][k] for k in rare_classes(results))
     rows = comparisons(results)
-    lines = [f"### `{name}`: {classes}", ""]
+    lines = [f"### `{name}`: {classes}", ""] + held_out_lines(results)
     if not rows:
         return lines + ["No comparison yet (no arm besides its compared arm has finished a run).", ""]
     if pooled:

@@ -168,19 +168,28 @@ def study_seeds(results: dict, arms: Optional[Sequence[str]] = None) -> List[int
 
 
 def held_out_lines(results: dict) -> List[str]:
-    """The report's line naming the arms held out until they finish (``results["held_out"]``, set by
-    :func:`medseg_dropclass.study.study_file.hold_out_unfinished_arms`); none when nothing is held out."""
+    """The report's lines naming the arms not in its tables yet: those held out until they finish
+    (``results["held_out"]``, set by :func:`medseg_dropclass.study.study_file.hold_out_unfinished_arms`) and those
+    without a finished run; none when every arm of the study is in the tables."""
     held = results.get("held_out") or {}
-    if not held:
+    not_run = [arm for arm, entry in results["arms"].items() if not entry["seeds"]]
+    if not held and not not_run:
         return []
     asked = len(results["seeds"])
-    return [
-        "Held out of every table until they have finished every seed the study asks for (or until the arm they are "
-        "compared with has): "
-        + "; ".join(f"`{arm}` ({len(seeds)} of {asked} seeds finished)" for arm, seeds in held.items())
-        + ".",
-        "",
-    ]
+    lines = []
+    if held:
+        lines.append(
+            "Held out of every table until they have finished every seed the study asks for (or until the arm they are "
+            "compared with has): "
+            + "; ".join(f"`{arm}` ({len(seeds)} of {asked} seeds finished)" for arm, seeds in held.items())
+            + "."
+        )
+    if not_run:
+        lines.append("Not run yet: " + ", ".join(f"`{arm}`" for arm in not_run) + ".")
+    lines.append(
+        "Until they enter, the p-values are Holm-adjusted over the compared arms shown, fewer than the study names."
+    )
+    return [" ".join(lines), ""]
 
 
 def case_clusters(results: dict, arm: str, split: str, seeds: Sequence[int], group: Optional[str] = None) -> np.ndarray:

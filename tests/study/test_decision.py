@@ -69,3 +69,18 @@ def test_the_table_holds_the_reports_primary_numbers_and_names_a_study_not_run(t
     own = primary_endpoint(results, "dropclass_copy_paste", "baseline", 200)["drop_minus_reference"]
     assert secondary[4].startswith(f"{own.estimate[0]:+.3f} [")
     assert rows[("copy_paste", "baseline")][6] == "1.00x"  # fake runs all take 10 s
+
+
+def test_the_table_names_the_arms_not_in_it_yet(tmp_path):
+    """An arm held out until it finishes and an arm not run yet are named above the study's table, which leaves them
+    out; a study with every arm in its table has no such line."""
+    results = _three_arms()
+    complete = write_decision_table([("s", results, False)], tmp_path / "a.md", "c", 50).read_text()
+    assert "Held out" not in complete and "Not run yet" not in complete
+    results["held_out"] = {"logit_adjusted": [0, 1]}
+    results["arms"]["topk"] = dict(results["arms"]["copy_paste"], seeds={})
+    text = write_decision_table([("s", results, False)], tmp_path / "b.md", "c", 50).read_text()
+    section = text.split("### `s`")[1]
+    assert "`logit_adjusted` (2 of 5 seeds finished). Not run yet: `topk`." in section.split("| method |")[0]
+    assert "fewer than the study names" in section
+    assert {row[0] for row in table(text, "### `s`")[2:]} == {"copy_paste", "dropclass_copy_paste"}

@@ -273,24 +273,30 @@ def test_an_arm_in_progress_is_held_out_not_cutting_the_finished_arms(tmp_path):
 
     base = np.random.default_rng(0).uniform(0.5, 0.9, (5, 6, 3))
     splits = {"test": base, "test_shifted": base - 0.2}
-    results = fake_results({arm: splits for arm in ("baseline", "dropclass", "baseline_2x", "dropclass_2x")})
+    arms = ("baseline", "dropclass", "baseline_2x", "dropclass_2x", "topk")
+    results = fake_results({arm: splits for arm in arms})
     results["arms"]["dropclass_2x"]["reference"] = "baseline_2x"
     for seed in ("2", "3", "4"):
         del results["arms"]["baseline_2x"]["seeds"][seed]  # 2 of 5 seeds: held out, and dropclass_2x with it
+    results["arms"]["topk"]["seeds"] = {}  # not run yet
     held = hold_out_unfinished_arms(results)
     assert held == {"baseline_2x": [0, 1], "dropclass_2x": [0, 1, 2, 3, 4]}
-    assert list(results["arms"]) == ["baseline", "dropclass"]
+    assert list(results["arms"]) == ["baseline", "dropclass", "topk"]
     report = write_report(results, str(tmp_path), n_resamples=50).read_text()
     assert "5 seed(s) finished by every arm (0, 1, 2, 3, 4)" in report
     assert f"budget 1x = {results['max_epochs']} epochs (an arm's budget, in the table below, multiplies it)" in report
-    assert "`baseline_2x` (2 of 5 seeds finished); `dropclass_2x` (5 of 5 seeds finished)" in report
+    assert (
+        "`baseline_2x` (2 of 5 seeds finished); `dropclass_2x` (5 of 5 seeds finished). Not run yet: `topk`." in report
+    )
+    assert "Holm-adjusted over the compared arms shown, fewer than the study names" in report
+    assert "| topk |" not in report
 
     results = fake_results({arm: splits for arm in ("baseline", "dropclass")})
     del results["arms"]["baseline"]["seeds"]["4"], results["arms"]["dropclass"]["seeds"]["3"]
     assert hold_out_unfinished_arms(results) == {} and list(results["arms"]) == ["baseline", "dropclass"]
-    assert (
-        "3 seed(s) finished by every arm (0, 1, 2)" in write_report(results, str(tmp_path), n_resamples=50).read_text()
-    )
+    report = write_report(results, str(tmp_path), n_resamples=50).read_text()
+    assert "3 seed(s) finished by every arm (0, 1, 2)" in report
+    assert "Held out" not in report and "Not run yet" not in report and "fewer than the study names" not in report
 
 
 def test_the_report_names_the_shift_the_study_file_names(tmp_path):
