@@ -463,14 +463,14 @@ def write_gradcam_figure(results: dict, output_dir: str, classes: Sequence[str],
     """Grad-CAM of ``classes`` for the networks of ``arms`` (their first common seed) on one image of the first
     evaluation split: the image with the most reference pixels of ``classes[0]`` (a rule, not a pick)."""
     from medseg_dropclass.study.pooled import write_gradcam_comparison
-    from medseg_dropclass.study.report import finished_seeds
+    from medseg_dropclass.study.report import finished_arms, finished_seeds
 
     out = pathlib.Path(output_dir)
     names, split = results["class_names"], results["splits"][0]
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise ValueError(f"Grad-CAM class(es) {unknown} not in {names}")
-    arms = [a for a in arms if a in results["arms"] and results["arms"][a]["seeds"]]
+    arms = [a for a in arms if a in finished_arms(results)]
     common = finished_seeds(results, *arms)
     if not common:
         raise ValueError(f"no seed finished by every one of {arms}")

@@ -18,6 +18,7 @@ from medseg_dropclass.study.report import (
     common_setting,
     endpoint_difference,
     fastest_run_seconds,
+    finished_arms,
     held_out_lines,
     primary_endpoints,
     rare_classes,
@@ -33,7 +34,7 @@ __all__ = ["comparisons", "decision_section", "write_decision_table"]
 def comparisons(results: dict) -> List[Tuple[str, str]]:
     """``(arm, compared arm)`` rows: each arm with finished runs against its compared arm, and against the baseline
     too where its compared arm is another."""
-    arms = [arm for arm in results["arms"] if results["arms"][arm]["seeds"]]
+    arms = finished_arms(results)
     rows = []
     for arm in arms:
         reference = reference_arm(results, arm)
@@ -56,7 +57,7 @@ def _time_ratio(results: dict, arm: str, reference: str, seeds: Sequence[int]) -
 
 def decision_section(name: str, results: dict, pooled: bool, n_resamples: int = 2000) -> List[str]:
     """The markdown lines of one study's table (``pooled``: the endpoint is the pooled IoU of its classes, in points)."""
-    arms = [arm for arm in results["arms"] if results["arms"][arm]["seeds"]]
+    arms = finished_arms(results)
     seeds = study_seeds(results, arms)
     splits, shifted = results["splits"], shifted_split(results)
     classes = ", ".join(results["class_names"][k] for k in rare_classes(results))

@@ -19,6 +19,7 @@ from medseg_dropclass.study.formatting import FLOOR_MARK, FLOOR_NOTE, p_text
 from medseg_dropclass.study.formatting import interval_text as _interval_text
 from medseg_dropclass.study.report import (
     case_clusters,
+    finished_arms,
     finished_seeds,
     held_out_lines,
     reference_arm,
@@ -175,7 +176,7 @@ def write_pooled_report(
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
-    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
+    arms = finished_arms(results)
     endpoint = endpoint_classes(results)
     endpoint_text = ", ".join(f"{names[k]} {100 * share[k]:.2f}%" for k in endpoint)
     common = study_seeds(results, arms)

@@ -32,6 +32,7 @@ __all__ = [
     "COLLAPSE_DICE",
     "case_matrix",
     "seed_cases",
+    "finished_arms",
     "finished_seeds",
     "rare_classes",
     "SHIFT",
@@ -60,6 +61,11 @@ __all__ = [
 ]
 
 COLLAPSE_DICE = 0.1  # a run whose mean Dice of a class (in distribution) is below this has lost the class
+
+
+def finished_arms(results: dict) -> List[str]:
+    """The study's arms (in ``results["arms"]`` order) with at least one finished run: those a report can show."""
+    return [arm for arm, entry in results["arms"].items() if entry["seeds"]]
 
 
 def finished_seeds(results: dict, *arms: str) -> List[int]:
@@ -155,7 +161,7 @@ def reference_arm(results: dict, arm: str) -> str:
     """The arm ``arm`` is compared with: its declared reference when that ran, else ``baseline``."""
     declared = results["arms"][arm].get("reference", "baseline")
     for candidate in (declared, "baseline"):
-        if candidate in results["arms"] and results["arms"][candidate]["seeds"]:
+        if candidate in finished_arms(results):
             return candidate
     return arm  # nothing to compare with in this study
 
@@ -163,7 +169,7 @@ def reference_arm(results: dict, arm: str) -> str:
 def study_seeds(results: dict, arms: Optional[Sequence[str]] = None) -> List[int]:
     """The seeds every one of ``arms`` (default: every arm with a finished run) has finished: a report's every number
     is computed on these, so each difference equals the difference of the columns beside it."""
-    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]] if arms is None else list(arms)
+    arms = finished_arms(results) if arms is None else list(arms)
     return finished_seeds(results, *arms) if arms else []
 
 
@@ -172,7 +178,7 @@ def held_out_lines(results: dict) -> List[str]:
     (``results["held_out"]``, set by :func:`medseg_dropclass.study.study_file.hold_out_unfinished_arms`) and those
     without a finished run; none when every arm of the study is in the tables."""
     held = results.get("held_out") or {}
-    not_run = [arm for arm, entry in results["arms"].items() if not entry["seeds"]]
+    not_run = [arm for arm in results["arms"] if arm not in finished_arms(results)]
     if not held and not not_run:
         return []
     asked = len(results["seeds"])
@@ -422,7 +428,7 @@ def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[
         lines = [
             f"**Rare classes** ({', '.join(names[k] for k in rare) or 'none'}; each under {100 * RARE:.0f}% of the training pixels), mean Dice:"
         ]
-    for arm in [a for a in results["arms"] if results["arms"][a]["seeds"]]:
+    for arm in finished_arms(results):
         by_seed = per_seed_mean(case_matrix(results, arm, test, seeds=seeds))
         own = float(np.nanmean(rare_of(by_seed)))
         text = f"- `{arm}`: {own:.3f} in distribution"
@@ -458,7 +464,7 @@ def write_report(
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names, share, splits = results["class_names"], results["class_share"], results["splits"]
-    arms = [a for a in results["arms"] if results["arms"][a]["seeds"]]
+    arms = finished_arms(results)
     seeds = study_seeds(results, arms)
     left_out = {a: sorted(set(finished_seeds(results, a)) - set(seeds)) for a in arms}
     shifted = shifted_split(results)

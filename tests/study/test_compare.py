@@ -329,6 +329,17 @@ def test_report_of_a_study_in_progress_pairs_the_finished_seeds(tmp_path):
     assert "Runs of seeds not finished by every arm are left out: `baseline` seed(s) 3, 4." in report
 
 
+def test_finished_arms_are_those_with_a_finished_run_in_study_order():
+    from medseg_dropclass.study.report import finished_arms, study_seeds
+
+    base = np.full((5, 4, 3), 0.7)
+    results = fake_results({"baseline": {"test": base}, "dropclass": {"test": base}, "topk": {"test": base}})
+    results["arms"]["dropclass"]["seeds"] = {}  # not run yet
+    del results["arms"]["topk"]["seeds"]["4"]
+    assert finished_arms(results) == ["baseline", "topk"]
+    assert study_seeds(results) == [0, 1, 2, 3]  # the arm with no run does not empty the common seeds
+
+
 def test_case_groups_select_the_cases_by_file_name():
     from medseg_dropclass.study.report import case_groups, case_matrix
 
