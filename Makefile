@@ -40,6 +40,7 @@ reports: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py
+	$(PY) benchmarks/loss_overhead.py
 
 clean:
 	rm -rf $(VENV) outputs

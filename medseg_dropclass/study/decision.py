@@ -127,7 +127,9 @@ def decision_section(name: str, results: dict, pooled: bool, n_resamples: int = 
         "",
         f"95% intervals, {design} (seeds every arm finished: {', '.join(map(str, seeds))}); p: the primary endpoint's, "
         "Holm-adjusted over the study's compared arms ('-': a secondary comparison). Training time: the fastest run of "
-        "each arm, as a multiple of the compared arm's.",
+        "each arm, as a multiple of the compared arm's, among runs trained alike (threads, runs side by side); whole "
+        "runs trained at different times, beside other work the runs do not record, so a ratio can carry that work: "
+        "the training step's own cost, every arm interleaved in one process, is `benchmarks/loss_overhead.py`'s.",
         "",
     ]
     return lines

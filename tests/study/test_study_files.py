@@ -212,6 +212,24 @@ def test_the_figures_quoted_in_results_come_from_the_generated_reports():
     assert not missing, f"quoted in docs/RESULTS.md but in no generated report: {missing}"
 
 
+def test_the_figures_quoted_in_the_alternatives_reading_come_from_the_generated_reports():
+    """docs/ALTERNATIVES.md's reading quotes intervals; each must appear in a generated report or the decision table."""
+    import re
+
+    text = (REPO / "docs" / "ALTERNATIVES.md").read_text()
+    section = text.split("### The reading, as measured", 1)[1]
+    quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
+    reports = (
+        "\n".join(
+            p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
+        )
+        + (REPO / "docs" / "alternatives_decision.md").read_text()
+    )
+    assert len(quoted) >= 10
+    missing = [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
+    assert not missing, f"quoted in docs/ALTERNATIVES.md but in no generated report: {missing}"
+
+
 def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch):
     """compare --study trains what the file names; study-report --collect commits the runs and writes the report the
     sync test then finds equal."""
