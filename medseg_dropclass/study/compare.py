@@ -135,9 +135,10 @@ def train_arm(
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    peak_kib = 0
+    peak_kib, loads = 0, []
     while process.poll() is None:
         peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
+        loads.append(_load_average())
         time.sleep(0.25)
     seconds = time.perf_counter() - start
     log.close()
@@ -150,7 +151,24 @@ def train_arm(
         # the numerics depend on it: a run regenerates bitwise only at the same thread count
         "threads": threads or torch.get_num_threads(),
         "side_by_side": side_by_side,
+        **_machine_load(loads),
     }
+
+
+def _load_average() -> float:
+    """The machine's 1-minute load average (NaN where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def _machine_load(samples: List[float]) -> Dict[str, float]:
+    """``{"machine_load": mean}`` of the 1-minute load averages sampled while a run trained (the runnable processes:
+    about ``side_by_side`` x threads where nothing else ran; more shows other work beside it, which its wall time
+    carries), or nothing where none was sampled."""
+    values = [v for v in samples if v == v]
+    return {"machine_load": round(sum(values) / len(values), 2)} if values else {}
 
 
 def _high_water_mark_kib(pid: int) -> int:

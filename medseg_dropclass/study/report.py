@@ -691,7 +691,10 @@ def write_report(
         alike = _fresh_costs(results, arm, seeds, setting)
         fastest = min(alike, key=lambda c: c["seconds"])
         images = np.nanmax([c.get("images_per_second", float("nan")) for c in alike])
-        lines.append(f"| {arm} | {fastest['seconds']:.0f} | {images:.1f} | {memory:.0f} | {run_setting(fastest)} |")
+        load = f", machine load {fastest['machine_load']:.1f}" if "machine_load" in fastest else ""
+        lines.append(
+            f"| {arm} | {fastest['seconds']:.0f} | {images:.1f} | {memory:.0f} | {run_setting(fastest)}{load} |"
+        )
 
     lines += [
         "",

@@ -110,6 +110,7 @@ def test_comparison_pipeline_end_to_end_and_resume(phantom2d, tmp_path, capsys):
             and entry["cost"]["images_per_second"] > 0
         )
         assert entry["cost"]["threads"] == torch.get_num_threads()  # what a bitwise regeneration must match
+        assert entry["cost"]["machine_load"] >= 0  # the load average while it trained: other work beside it shows
         log = (tmp_path / arm / "seed0" / "train.log").read_text()
         assert log.startswith("=== ") and "Epoch[1] Complete" in log  # sittings appended, headed
         assert "%|" not in log  # no progress bars in the log

@@ -162,6 +162,10 @@ def test_wall_times_compare_only_between_runs_trained_alike(tmp_path):
     report = write_report(results, str(tmp_path), n_resamples=20).read_text()
     assert "| baseline | 90 | 5.0 | 100 | 2 threads, alone |" in report
     assert "| dropclass | 110 | 5.0 | 100 | 2 threads, alone |" in report
+    results["arms"]["dropclass"]["seeds"]["3"]["cost"]["machine_load"] = 3.46  # recorded since 2026-12-05
+    report = write_report(results, str(tmp_path), n_resamples=20).read_text()
+    assert "| dropclass | 110 | 5.0 | 100 | 2 threads, alone, machine load 3.5 |" in report
+    assert "| baseline | 90 | 5.0 | 100 | 2 threads, alone |" in report  # not recorded: nothing said
     assert _time_ratio(results, "dropclass", "baseline", range(5)) == f"{110 / 90:.2f}x"
     for entry in results["arms"]["dropclass"]["seeds"].values():
         entry["cost"].update(threads=4, side_by_side=1)
