@@ -736,11 +736,17 @@ def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry,
             file=sys.stderr,
         )
         sys.exit(1)
-    from medseg_dropclass.study.study_file import study_results, write_reports
+    from medseg_dropclass.study.study_file import report_title, study_results, write_reports
 
     if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
         results = study_results(study, pathlib.Path(args.output_dir))
-    written = write_reports(results, pathlib.Path(args.output_dir), contrasts, pairs if args.pooled_iou else None)
+    written = write_reports(
+        results,
+        pathlib.Path(args.output_dir),
+        contrasts,
+        pairs if args.pooled_iou else None,
+        title=report_title(study) if study is not None else None,
+    )
     if not args.no_figures:
         write_figures(results, args.output_dir)
     print(written[0].read_text())

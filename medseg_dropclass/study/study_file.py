@@ -25,6 +25,7 @@ __all__ = [
     "Study",
     "load_study",
     "study_results",
+    "report_title",
     "write_study_reports",
     "write_reports",
     "collect_runs",
@@ -325,14 +326,19 @@ def write_reports(
     contrasts: Sequence[Tuple[str, str]] = (),
     similarity_pairs: Optional[Sequence[Tuple[str, str]]] = None,
     n_resamples: int = 2000,
+    title: Optional[str] = None,
 ) -> List[pathlib.Path]:
-    """``report.md`` and, given ``similarity_pairs`` (the pooled-IoU report's), ``report_pooled_iou.md`` in
-    ``output_dir``; the contrasts go to the primary report: the pooled-IoU one where there is one."""
+    """``report.md`` (headed ``title``, default: baseline vs DropClass) and, given ``similarity_pairs`` (the pooled-IoU
+    report's), ``report_pooled_iou.md`` in ``output_dir``; the contrasts go to the primary report: the pooled-IoU one
+    where there is one."""
     from medseg_dropclass.study.pooled import write_pooled_report
     from medseg_dropclass.study.report import write_report
 
     pooled = similarity_pairs is not None
-    written = [write_report(results, str(output_dir), n_resamples=n_resamples, contrasts=() if pooled else contrasts)]
+    titled = {"title": title} if title else {}
+    written = [
+        write_report(results, str(output_dir), n_resamples=n_resamples, contrasts=() if pooled else contrasts, **titled)
+    ]
     if pooled:
         written.append(write_pooled_report(results, str(output_dir), similarity_pairs, n_resamples, contrasts))
     return written
@@ -341,10 +347,20 @@ def write_reports(
 def write_study_reports(
     study: Study, results: dict, output_dir: pathlib.Path, n_resamples: int = 2000
 ) -> List[pathlib.Path]:
-    """``report.md`` (and, with ``pooled_iou``, ``report_pooled_iou.md``) in ``output_dir``."""
+    """``report.md`` (and, with ``pooled_iou``, ``report_pooled_iou.md``) in ``output_dir``, headed by the study."""
     return write_reports(
-        results, output_dir, study.contrasts, study.similarity_pairs if study.pooled_iou else None, n_resamples
+        results,
+        output_dir,
+        study.contrasts,
+        study.similarity_pairs if study.pooled_iou else None,
+        n_resamples,
+        title=report_title(study),
     )
+
+
+def report_title(study: Study) -> str:
+    """A study report's heading: the study's name (its arms are more than a baseline and DropClass)."""
+    return f"Study `{study.name}`: its arms side by side, per class"
 
 
 RUN_FILES = ("result.json", "args.json")  # what a finished run leaves that a study commits

@@ -247,6 +247,7 @@ def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch
     assert (tmp_path / "outputs" / "tiny" / "head_control" / "seed0" / "result.json").is_file()
     report = (tmp_path / "outputs" / "tiny" / "report.md").read_text()
     assert "Study file `tiny.yaml`" in report and "does the pipeline run?" in report
+    assert report.startswith("# Study `tiny`: its arms side by side, per class\n")  # not "baseline vs DropClass"
     main(["study-report", "tiny.yaml", "--collect", "outputs/tiny", "--resamples", "50"])
     assert (
         json.loads((tmp_path / "committed" / "results" / "baseline" / "seed0" / "args.json").read_text())["max_epochs"]
