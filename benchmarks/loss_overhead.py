@@ -15,11 +15,11 @@ its cost is in the loader (the CamVid study's wall times).
 
 import argparse
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
 import torch
+from step_overhead import interleaved  # the sibling benchmark's interleaved timing (run as a script from benchmarks/)
 
 from medseg_dropclass import DropClassLoss, MaskedDiceCELoss, build_network
 from medseg_dropclass.dropclass import LogitAdjustedCrossEntropyLoss, MaskedFocalLoss, TopKCrossEntropyLoss
@@ -107,14 +107,7 @@ def batch(case: Case) -> tuple:
 def measure(case: Case, rounds: int, warmup: int) -> Dict[str, List[float]]:
     image, label = batch(case)
     steps = {arm: train_step(case, arm, image, label) for arm in ARMS}
-    times: Dict[str, List[float]] = {arm: [] for arm in ARMS}
-    for r in range(warmup + rounds):
-        for arm, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if r >= warmup:
-                times[arm].append(time.perf_counter() - start)
-    return times
+    return interleaved(steps, rounds, warmup, torch.device("cpu"))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ two arms and one seed.
 """
 
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -167,7 +168,7 @@ def _machine_load(samples: List[float]) -> Dict[str, float]:
     """``{"machine_load": mean}`` of the 1-minute load averages sampled while a run trained (the runnable processes:
     about ``side_by_side`` x threads where nothing else ran; more shows other work beside it, which its wall time
     carries), or nothing where none was sampled."""
-    values = [v for v in samples if v == v]
+    values = [v for v in samples if not math.isnan(v)]
     return {"machine_load": round(sum(values) / len(values), 2)} if values else {}
 
 
@@ -488,7 +489,8 @@ def write_gradcam_figure(results: dict, output_dir: str, classes: Sequence[str],
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise ValueError(f"Grad-CAM class(es) {unknown} not in {names}")
-    arms = [a for a in arms if a in finished_arms(results)]
+    finished = finished_arms(results)
+    arms = [a for a in arms if a in finished]
     common = finished_seeds(results, *arms)
     if not common:
         raise ValueError(f"no seed finished by every one of {arms}")
@@ -736,17 +738,13 @@ def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry,
             file=sys.stderr,
         )
         sys.exit(1)
-    from medseg_dropclass.study.study_file import report_title, study_results, write_reports
+    from medseg_dropclass.study.study_file import study_results, write_reports, write_study_reports
 
-    if study is not None:  # the report of a study file: from its runs' own results, with the file's identity
+    if study is None:
+        written = write_reports(results, pathlib.Path(args.output_dir), contrasts, pairs if args.pooled_iou else None)
+    else:  # the report of a study file: from its runs' own results, with the file's identity
         results = study_results(study, pathlib.Path(args.output_dir))
-    written = write_reports(
-        results,
-        pathlib.Path(args.output_dir),
-        contrasts,
-        pairs if args.pooled_iou else None,
-        title=report_title(study) if study is not None else None,
-    )
+        written = write_study_reports(study, results, pathlib.Path(args.output_dir))
     if not args.no_figures:
         write_figures(results, args.output_dir)
     print(written[0].read_text())

@@ -178,7 +178,8 @@ def held_out_lines(results: dict) -> List[str]:
     (``results["held_out"]``, set by :func:`medseg_dropclass.study.study_file.hold_out_unfinished_arms`) and those
     without a finished run; none when every arm of the study is in the tables."""
     held = results.get("held_out") or {}
-    not_run = [arm for arm in results["arms"] if arm not in finished_arms(results)]
+    finished = finished_arms(results)
+    not_run = [arm for arm in results["arms"] if arm not in finished]
     if not held and not not_run:
         return []
     asked = len(results["seeds"])
@@ -450,11 +451,12 @@ def plain_summary(results: dict, seeds: Optional[Sequence[int]] = None) -> List[
 def write_report(
     results: dict,
     output_dir: str,
-    title: str = "Baseline vs DropClass, per class",
+    title: Optional[str] = None,
     n_resamples: int = 2000,
     contrasts: Sequence[Tuple[str, str]] = (),
 ) -> pathlib.Path:
-    """``report.md`` and ``delta_dice_vs_share.png`` in ``output_dir``; returns the report's path.
+    """``report.md`` (headed ``title``, default: baseline vs DropClass) and ``delta_dice_vs_share.png`` in
+    ``output_dir``; returns the report's path.
 
     ``contrasts``: further ``(arm, other arm)`` differences of the endpoint (secondary, not in the Holm family), e.g.
     copy-paste against DropClass.
@@ -469,7 +471,7 @@ def write_report(
     left_out = {a: sorted(set(finished_seeds(results, a)) - set(seeds)) for a in arms}
     shifted = shifted_split(results)
     one_seed = len(seeds) < 2
-    lines = [f"# {title}", ""]
+    lines = [f"# {title or 'Baseline vs DropClass, per class'}", ""]
     if results.get("study"):
         study = results["study"]
         lines += [

@@ -25,7 +25,6 @@ __all__ = [
     "Study",
     "load_study",
     "study_results",
-    "report_title",
     "write_study_reports",
     "write_reports",
     "collect_runs",
@@ -335,9 +334,8 @@ def write_reports(
     from medseg_dropclass.study.report import write_report
 
     pooled = similarity_pairs is not None
-    titled = {"title": title} if title else {}
     written = [
-        write_report(results, str(output_dir), n_resamples=n_resamples, contrasts=() if pooled else contrasts, **titled)
+        write_report(results, str(output_dir), title, n_resamples=n_resamples, contrasts=() if pooled else contrasts)
     ]
     if pooled:
         written.append(write_pooled_report(results, str(output_dir), similarity_pairs, n_resamples, contrasts))
@@ -354,13 +352,8 @@ def write_study_reports(
         study.contrasts,
         study.similarity_pairs if study.pooled_iou else None,
         n_resamples,
-        title=report_title(study),
+        title=f"Study `{study.name}`: its arms side by side, per class",  # more arms than a baseline and DropClass
     )
-
-
-def report_title(study: Study) -> str:
-    """A study report's heading: the study's name (its arms are more than a baseline and DropClass)."""
-    return f"Study `{study.name}`: its arms side by side, per class"
 
 
 RUN_FILES = ("result.json", "args.json")  # what a finished run leaves that a study commits

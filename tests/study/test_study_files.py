@@ -197,36 +197,32 @@ def test_the_committed_decision_table_is_what_its_command_writes(tmp_path, monke
     assert (tmp_path / "table.md").read_text().split("\n", 1)[1] == body
 
 
-def test_the_figures_quoted_in_results_come_from_the_generated_reports():
-    """The restated conclusions in docs/RESULTS.md quote intervals; each must appear in a generated report."""
+def _quoted_intervals_not_generated(section: str, *also: str) -> tuple:
+    """The ``x [a, b]`` figures quoted in ``section`` and those of them in no generated report (nor in the generated
+    files ``also``, relative to the repository)."""
     import re
 
-    text = (REPO / "docs" / "RESULTS.md").read_text()
-    section = text.split("### The conclusions, restated", 1)[1].split("archive/RESULTS_2026-11.md", 1)[0]
     quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
     reports = "\n".join(
         p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
-    )
+    ) + "".join((REPO / path).read_text() for path in also)
+    return quoted, [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
+
+
+def test_the_figures_quoted_in_results_come_from_the_generated_reports():
+    """The restated conclusions in docs/RESULTS.md quote intervals; each must appear in a generated report."""
+    text = (REPO / "docs" / "RESULTS.md").read_text()
+    section = text.split("### The conclusions, restated", 1)[1].split("archive/RESULTS_2026-11.md", 1)[0]
+    quoted, missing = _quoted_intervals_not_generated(section)
     assert len(quoted) >= 10
-    missing = [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
     assert not missing, f"quoted in docs/RESULTS.md but in no generated report: {missing}"
 
 
 def test_the_figures_quoted_in_the_alternatives_reading_come_from_the_generated_reports():
     """docs/ALTERNATIVES.md's reading quotes intervals; each must appear in a generated report or the decision table."""
-    import re
-
-    text = (REPO / "docs" / "ALTERNATIVES.md").read_text()
-    section = text.split("### The reading, as measured", 1)[1]
-    quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
-    reports = (
-        "\n".join(
-            p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
-        )
-        + (REPO / "docs" / "alternatives_decision.md").read_text()
-    )
+    section = (REPO / "docs" / "ALTERNATIVES.md").read_text().split("### The reading, as measured", 1)[1]
+    quoted, missing = _quoted_intervals_not_generated(section, "docs/alternatives_decision.md")
     assert len(quoted) >= 10
-    missing = [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
     assert not missing, f"quoted in docs/ALTERNATIVES.md but in no generated report: {missing}"
 
 
