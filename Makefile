@@ -36,7 +36,7 @@ test-services: $(STAMP)
 reports: $(STAMP)
 	$(PY) -m medseg_dropclass study-report studies/*.yaml
 	$(PY) -m medseg_dropclass study-report studies/alternatives_phantoms.yaml studies/alternatives_camvid.yaml \
-	  studies/alternatives_acdc.yaml --decision-table docs/alternatives_decision.md
+	  studies/alternatives_acdc.yaml studies/alternatives_acdc_on_logit.yaml --decision-table docs/alternatives_decision.md
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py
