@@ -193,8 +193,10 @@ def test_the_committed_decision_table_is_what_its_command_writes(tmp_path, monke
     argv = command[4:]
     assert argv[-2:] == ["--decision-table", "docs/alternatives_decision.md"]
     monkeypatch.chdir(REPO)
-    study_report_main(argv[:-1] + [str(tmp_path / "table.md")])
-    assert (tmp_path / "table.md").read_text().split("\n", 1)[1] == body
+    study_report_main(argv[:-1] + [str(tmp_path / committed.name)])
+    assert (tmp_path / committed.name).read_text().split("\n", 1)[1] == body
+    assert (tmp_path / committed.with_suffix(".png").name).stat().st_size > 0  # its figure, committed beside it
+    assert (REPO / "docs" / committed.with_suffix(".png").name).is_file()
 
 
 def _quoted_intervals_not_generated(section: str, *also: str) -> tuple:
