@@ -41,6 +41,7 @@ reports: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_overhead.py
 	$(PY) benchmarks/loss_overhead.py
+	$(PY) benchmarks/copy_paste_overhead.py
 
 clean:
 	rm -rf $(VENV) outputs

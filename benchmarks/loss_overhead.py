@@ -7,7 +7,7 @@ baseline, ...), so other load on the machine slows all arms alike; the printed r
 ratios arm / baseline, with the middle half of the rounds' ratios beside it (how much other load moved them). Losses are built as the bundles build them
 (``DropClassLoss`` around ``MaskedDiceCELoss`` with the arm's pixel loss; the bundles' defaults: focal gamma 2,
 top 10%, tau 1); DropClass drops a class every step at p = 0.5. Copy-paste is a data transform, not a step cost:
-its cost is in the loader (the CamVid study's wall times).
+its cost is in the loader (``copy_paste_overhead.py``).
 
     python benchmarks/loss_overhead.py                     # both cases, CPU, 1 thread
     python benchmarks/loss_overhead.py --cases acdc --rounds 40 --threads 2

@@ -174,7 +174,7 @@ def decision_section(study: DecisionStudy) -> List[str]:
         "fastest run of each arm, as a multiple of the compared arm's, among runs trained alike (threads, runs side by "
         "side); whole runs trained at different times, beside other work the runs do not record, so a ratio can carry "
         "that work: the training step's own cost, every arm interleaved in one process, is "
-        "`benchmarks/loss_overhead.py`'s.",
+        "`benchmarks/loss_overhead.py`'s (copy-paste's, in the loader, `benchmarks/copy_paste_overhead.py`'s).",
         "",
     ]
     return lines
