@@ -87,6 +87,7 @@ class DecisionStudy:
     preamble: List[str]  # the arms held out or not run yet
     intro: str  # what the columns are
     columns: List[str]
+    primary: int  # the column of the primary endpoint
     rows: List[DecisionRow]
     unit: str
     scale: float
@@ -101,14 +102,15 @@ def decision_rows(name: str, results: dict, pooled: bool, n_resamples: int = 200
     seeds = study_seeds(results, arms)
     splits, shifted = results["splits"], shifted_split(results)
     classes = ", ".join(results["class_names"][k] for k in rare_classes(results))
+    pairs = comparisons(results)
     rows: List[DecisionRow] = []
     design = ""
-    head = (name, classes, held_out_lines(results))
+    head = {"name": name, "classes": classes, "preamble": held_out_lines(results), "rows": rows, "seeds": seeds}
     if pooled:
         split = splits[0]
-        primary = pooled_endpoint(results, arms, split, n_resamples, seeds) if comparisons(results) else {}
+        primary = pooled_endpoint(results, arms, split, n_resamples, seeds) if pairs else {}
         floors = [entry["difference"].p_floor for entry in primary.values() if entry["difference"] is not None]
-        for arm, reference in comparisons(results):
+        for arm, reference in pairs:
             own = reference == reference_arm(results, arm)
             difference = (
                 primary[arm]["difference"]
@@ -123,12 +125,18 @@ def decision_rows(name: str, results: dict, pooled: bool, n_resamples: int = 200
                 )
             )
         intro = f"Pooled IoU (points) on `{split}`, method minus compared arm; primary endpoint: the mean over the classes above."
-        columns = ["endpoint (primary)", "mIoU"]
-        return DecisionStudy(*head, intro, columns, rows, f"pooled IoU on {split} (points)", 100.0, 1, design, seeds)
-    primaries, adjusted, floor = (
-        primary_endpoints(results, arms, n_resamples, seeds) if comparisons(results) else ({}, {}, None)
-    )
-    for arm, reference in comparisons(results):
+        return DecisionStudy(
+            **head,
+            intro=intro,
+            columns=["endpoint (primary)", "mIoU"],
+            primary=0,
+            unit=f"pooled IoU on {split} (points)",
+            scale=100.0,
+            digits=1,
+            design=design,
+        )
+    primaries, adjusted, floor = primary_endpoints(results, arms, n_resamples, seeds) if pairs else ({}, {}, None)
+    for arm, reference in pairs:
         own = reference == reference_arm(results, arm)
         cells = []
         for split in splits:
@@ -150,7 +158,16 @@ def decision_rows(name: str, results: dict, pooled: bool, n_resamples: int = 200
         if shifted
         else f"; primary endpoint: on `{splits[0]}`."
     )
-    return DecisionStudy(*head, intro, columns, rows, "mean Dice", 1.0, 3, design, seeds)
+    return DecisionStudy(
+        **head,
+        intro=intro,
+        columns=columns,
+        primary=len(columns) - 1 if shifted else 0,
+        unit="mean Dice",
+        scale=1.0,
+        digits=3,
+        design=design,
+    )
 
 
 def decision_section(study: DecisionStudy) -> List[str]:
@@ -207,14 +224,13 @@ def write_decision_figure(studies: Sequence[DecisionStudy], path: pathlib.Path) 
                 y = -(r + (c - (len(row.differences) - 1) / 2) * 0.22)
                 x = study.scale * difference.estimate[index]
                 low, high = study.scale * difference.low[index], study.scale * difference.high[index]
-                primary = "primary" in study.columns[c]
                 axis.errorbar(
                     x,
                     y,
                     xerr=[[x - low], [high - x]] if not np.isnan(low) else None,
                     fmt=markers[c % len(markers)],
                     color=f"C{c}",
-                    mfc=f"C{c}" if primary else "white",
+                    mfc=f"C{c}" if c == study.primary else "white",
                     capsize=2,
                     markersize=5,
                     label=study.columns[c].replace("`", "") if r == 0 else None,

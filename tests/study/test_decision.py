@@ -96,6 +96,7 @@ def test_the_rows_hold_the_printed_differences_and_a_table_without_rows_still_ha
     results = _three_arms()
     study = decision_rows("s", results, False, 50)
     assert [(row.arm, row.reference) for row in study.rows] == comparisons(results)
+    assert study.columns[study.primary] == "drop (primary)"  # the figure fills the primary endpoint's marker
     printed = {(row[0], row[1]): row[2:5] for row in table("\n".join(decision_section(study)), "### `s`")[2:]}
     for row in study.rows:
         assert printed[(row.arm, row.reference)] == [signed_text(d, i) for d, i in row.differences]
