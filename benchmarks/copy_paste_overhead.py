@@ -19,6 +19,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List
 
 import torch
@@ -57,29 +58,37 @@ def training_step(parser) -> Callable[[dict], None]:
     return step
 
 
-def measure(bundle: str, dataset_dir: str, rounds: int, warmup: int) -> Dict[str, Dict[str, List[float]]]:
-    """Per arm (``without``, ``copy_paste``): load and step seconds per round, and the dataset build time."""
-    arms = {}
+@dataclass
+class Timings:
+    """One pipeline's seconds: building its dataset, its first batch (copy-paste cuts its object bank then), and per
+    measured round the batch's load and the training step on it."""
+
+    built: float
+    first: float = float("nan")
+    load: List[float] = field(default_factory=list)
+    step: List[float] = field(default_factory=list)
+
+
+def measure(bundle: str, dataset_dir: str, rounds: int, warmup: int) -> Dict[str, Timings]:
+    """Per pipeline (``without``, ``copy_paste``): its timings, batches drawn in turn."""
+    batches, times = {}, {}
     for name, setting in (("without", None), ("copy_paste", COPY_PASTE)):
         parser, loader, built = build(bundle, dataset_dir, setting)
-        arms[name] = {"batches": endless(loader), "built": built, "parser": parser}
-    step = training_step(arms["without"]["parser"])
-    times: Dict[str, Dict[str, List[float]]] = {name: {"load": [], "step": []} for name in arms}
+        batches[name], times[name] = endless(loader), Timings(built)
+        if setting is None:
+            step = training_step(parser)  # the baseline's: copy-paste changes neither network nor loss
     for r in range(warmup + rounds):
-        for name in list(arms)[:: 1 if r % 2 else -1]:  # alternate which goes first
-            arm = arms[name]
+        for name in list(times)[:: 1 if r % 2 else -1]:  # alternate which goes first
             start = time.perf_counter()
-            batch = next(arm["batches"])
+            batch = next(batches[name])
             loaded = time.perf_counter()
             step(batch)
             done = time.perf_counter()
             if r == 0:
-                times[name]["first"] = [loaded - start]  # copy-paste cuts its object bank on first use
+                times[name].first = loaded - start
             if r >= warmup:
-                times[name]["load"].append(loaded - start)
-                times[name]["step"].append(done - loaded)
-    for name, arm in arms.items():
-        times[name]["built"] = [arm["built"]]
+                times[name].load.append(loaded - start)
+                times[name].step.append(done - loaded)
     return times
 
 
@@ -102,17 +111,17 @@ def main() -> None:
         times = measure(args.bundle, dataset_dir, args.rounds, args.warmup)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds after {args.warmup} warm-up")
     print(f"{args.bundle} on {args.dataset_dir or 'the embedded phantoms'}; copy-paste {COPY_PASTE}")
-    step = statistics.median(t for arm in times.values() for t in arm["step"])  # the same step: pooled
+    step = statistics.median(s for timings in times.values() for s in timings.step)  # the same step: pooled
     print(f"training step (the same for both, median of both arms' rounds): {1000 * step:.0f} ms")
     print(
         "| pipeline | dataset built (s) | first batch (s) | load (ms: median, middle half) | iteration (ms) | ratio to without |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    base = statistics.median(times["without"]["load"]) + step
+    base = statistics.median(times["without"].load) + step
     for name, t in times.items():
-        low, load, high = statistics.quantiles(t["load"], n=4)
+        low, load, high = statistics.quantiles(t.load, n=4)
         print(
-            f"| {name} | {t['built'][0]:.1f} | {t['first'][0]:.1f} | {1000 * load:.0f} ({1000 * low:.0f} - {1000 * high:.0f}) | "
+            f"| {name} | {t.built:.1f} | {t.first:.1f} | {1000 * load:.0f} ({1000 * low:.0f} - {1000 * high:.0f}) | "
             f"{1000 * (load + step):.0f} | {(load + step) / base:.2f}x |"
         )
 
