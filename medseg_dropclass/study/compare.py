@@ -438,8 +438,15 @@ def _train_and_evaluate(
     return entry
 
 
+def _has_weights(run_dir: pathlib.Path) -> bool:
+    """Whether a run folder keeps an epoch checkpoint (a run reused from committed results keeps only its
+    ``result.json`` and ``args.json``)."""
+    return latest_checkpoint(str(run_dir / "checkpoints")) is not None
+
+
 def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
-    """Similarity heatmap and Grad-CAM overlays (first case of the last evaluation split) per arm, first seed."""
+    """Similarity heatmap (first seed) and Grad-CAM overlays (first case of the last evaluation split; the first seed
+    whose run keeps its weights) per arm. An arm none of whose runs keeps weights gets no Grad-CAM, said on stdout."""
     from medseg_dropclass.evaluation.gradcam import save_gradcam_overlays
 
     out = pathlib.Path(output_dir)
@@ -449,7 +456,7 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
     for arm, entry in results["arms"].items():
         if not entry["seeds"]:  # a study in progress: nothing finished for this arm yet
             continue
-        seed, first = next(iter(entry["seeds"].items()))
+        first = next(iter(entry["seeds"].values()))
         matrix = torch.tensor(first["similarity"]["matrix"])
         written.append(
             pathlib.Path(
@@ -458,6 +465,13 @@ def write_figures(results: dict, output_dir: str) -> List[pathlib.Path]:
                 )
             )
         )
+        seed = next((s for s in entry["seeds"] if _has_weights(out / arm / f"seed{s}" / "run")), None)
+        if seed is None:
+            print(
+                f"Grad-CAM of {arm} not drawn: none of its runs under {out / arm} keeps a checkpoint (runs reused "
+                "from committed results keep only result.json and args.json)"
+            )
+            continue
         arm_dir = out / arm / f"seed{seed}"
         overrides = json.loads((arm_dir / "args.json").read_text())
         parser = bundle_parser(bundle, overrides)
@@ -494,7 +508,13 @@ def write_gradcam_figure(results: dict, output_dir: str, classes: Sequence[str],
     common = finished_seeds(results, *arms)
     if not common:
         raise ValueError(f"no seed finished by every one of {arms}")
-    seed = str(common[0])
+    kept = [s for s in common if all(_has_weights(out / a / f"seed{s}" / "run") for a in arms)]
+    if not kept:
+        raise ValueError(
+            f"no seed of {arms} under {out} keeps every arm's checkpoint (runs reused from committed results keep "
+            "only result.json and args.json)"
+        )
+    seed = str(kept[0])
     cases = results["arms"][arms[0]]["seeds"][seed]["summaries"][split]["metric_per_case"]
     index = max(range(len(cases)), key=lambda i: cases[i]["metrics"][classes[0]]["n_ref"])
     networks, sample = {}, None
@@ -752,10 +772,14 @@ def _compare(parser, args, seeds, max_epochs, extra, pairs, contrasts, registry,
     if args.pooled_iou:
         pooled = written[1]
         if args.gradcam_classes:
-            figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
-            with pooled.open("a") as text:
-                text.write(
-                    f"\n## Grad-CAM\n\n![Grad-CAM of {', '.join(args.gradcam_classes)} per arm]({figure.name})\n"
-                )
+            try:
+                figure = write_gradcam_figure(results, args.output_dir, args.gradcam_classes, args.arms)
+            except ValueError as error:  # e.g. every run reused from committed results: the report stands without it
+                print(f"Grad-CAM not drawn: {error}")
+            else:
+                with pooled.open("a") as text:
+                    text.write(
+                        f"\n## Grad-CAM\n\n![Grad-CAM of {', '.join(args.gradcam_classes)} per arm]({figure.name})\n"
+                    )
         print(pooled.read_text())
         print(f"pooled-IoU report: {pooled}")

@@ -262,9 +262,21 @@ def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch
     import shutil
 
     shutil.rmtree(tmp_path / "outputs")
-    capsys_text = _run_and_capture(main, ["compare", "--study", "tiny.yaml", "--no-figures", "--arms", "head_control"])
+    capsys_text = _run_and_capture(main, ["compare", "--study", "tiny.yaml", "--arms", "head_control"])
     assert "copied into outputs/tiny (reused, not retrained): baseline seed 0, head_control seed 0" in capsys_text
     assert not (tmp_path / "outputs" / "tiny" / "head_control" / "seed0" / "run").exists()
+    # reused runs keep no weights: the figures that need none are drawn, Grad-CAM is said to be left out, not a crash
+    assert (tmp_path / "outputs" / "tiny" / "similarity_head_control.png").stat().st_size > 5000
+    assert "Grad-CAM of head_control not drawn: none of its runs under outputs/tiny/head_control keeps a" in capsys_text
+    from medseg_dropclass.study.compare import write_gradcam_figure
+
+    with pytest.raises(ValueError, match=r"no seed of \['baseline', 'head_control'\] under outputs/tiny keeps every"):
+        write_gradcam_figure(
+            study_results(study, tmp_path / "outputs" / "tiny"),
+            "outputs/tiny",
+            ["lesion_a"],
+            ["baseline", "head_control"],
+        )
     with pytest.raises(SystemExit) as stopped:
         main(["compare", "--study", "tiny.yaml", "--arms", "dropclass"])
     assert stopped.value.code == 2
