@@ -229,6 +229,16 @@ def test_the_figures_quoted_in_the_alternatives_reading_come_from_the_generated_
     assert not missing, f"quoted in docs/ALTERNATIVES.md but in no generated report: {missing}"
 
 
+def test_the_figures_quoted_in_the_readme_summary_come_from_the_generated_reports():
+    """The README's summary of the findings quotes intervals; each must appear in a generated report or the decision
+    table."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("**What the studies found so far**", 1)[1].split("## Quick start", 1)[0]
+    quoted, missing = _quoted_intervals_not_generated(section, "docs/alternatives_decision.md")
+    assert len(quoted) >= 5
+    assert not missing, f"quoted in README.md but in no generated report: {missing}"
+
+
 def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch):
     """compare --study trains what the file names; study-report --collect commits the runs and writes the report the
     sync test then finds equal."""
