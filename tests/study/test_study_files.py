@@ -199,44 +199,32 @@ def test_the_committed_decision_table_is_what_its_command_writes(tmp_path, monke
     assert (REPO / "docs" / committed.with_suffix(".png").name).is_file()
 
 
-def _quoted_intervals_not_generated(section: str, *also: str) -> tuple:
-    """The ``x [a, b]`` figures quoted in ``section`` and those of them in no generated report (nor in the generated
-    files ``also``, relative to the repository)."""
+@pytest.mark.parametrize(
+    "page, begin, end, also, least",
+    [
+        # the restated conclusions
+        ("docs/RESULTS.md", "### The conclusions, restated", "archive/RESULTS_2026-11.md", (), 10),
+        # the summary per situation and the reading
+        ("docs/ALTERNATIVES.md", None, None, ("docs/alternatives_decision.md",), 10),
+        # the summary of the findings
+        ("README.md", "**What the studies found so far**", "## Quick start", ("docs/alternatives_decision.md",), 5),
+    ],
+)
+def test_the_figures_a_page_quotes_come_from_the_generated_reports(page, begin, end, also, least):
+    """Every ``x [a, b]`` figure a page quotes (in the section from ``begin`` to ``end``, or all of it) appears in a
+    generated report (or in the generated files ``also``)."""
     import re
 
+    section = (REPO / page).read_text()
+    if begin is not None:
+        section = section.split(begin, 1)[1].split(end, 1)[0]
     quoted = re.findall(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", section)
     reports = "\n".join(
         p.read_text() for study in STUDIES for p in (REPO / load_study(str(study)).results).glob("report*.md")
     ) + "".join((REPO / path).read_text() for path in also)
-    return quoted, [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
-
-
-def test_the_figures_quoted_in_results_come_from_the_generated_reports():
-    """The restated conclusions in docs/RESULTS.md quote intervals; each must appear in a generated report."""
-    text = (REPO / "docs" / "RESULTS.md").read_text()
-    section = text.split("### The conclusions, restated", 1)[1].split("archive/RESULTS_2026-11.md", 1)[0]
-    quoted, missing = _quoted_intervals_not_generated(section)
-    assert len(quoted) >= 10
-    assert not missing, f"quoted in docs/RESULTS.md but in no generated report: {missing}"
-
-
-def test_the_figures_quoted_in_the_alternatives_reading_come_from_the_generated_reports():
-    """docs/ALTERNATIVES.md quotes intervals (its summary per situation, its reading); each must appear in a generated
-    report or the decision table."""
-    text = (REPO / "docs" / "ALTERNATIVES.md").read_text()
-    quoted, missing = _quoted_intervals_not_generated(text, "docs/alternatives_decision.md")
-    assert len(quoted) >= 10
-    assert not missing, f"quoted in docs/ALTERNATIVES.md but in no generated report: {missing}"
-
-
-def test_the_figures_quoted_in_the_readme_summary_come_from_the_generated_reports():
-    """The README's summary of the findings quotes intervals; each must appear in a generated report or the decision
-    table."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("**What the studies found so far**", 1)[1].split("## Quick start", 1)[0]
-    quoted, missing = _quoted_intervals_not_generated(section, "docs/alternatives_decision.md")
-    assert len(quoted) >= 5
-    assert not missing, f"quoted in README.md but in no generated report: {missing}"
+    missing = [q for q in quoted if q not in reports and q.lstrip("+") not in reports]
+    assert len(quoted) >= least
+    assert not missing, f"quoted in {page} but in no generated report: {missing}"
 
 
 def test_a_study_file_runs_collects_and_reports(phantom2d, tmp_path, monkeypatch):
